@@ -1,0 +1,90 @@
+"""durably: crash-proof durable workflows for Python.
+
+A workflow is a Python function whose steps are checkpointed to a database; kill the
+process at any point and the workflow resumes from the last completed step.
+"""
+
+from __future__ import annotations
+
+from durably.codec import JsonSerializer, PickleSerializer, Serializer
+from durably.context import Context, StepInfo, current_step
+from durably.engine import Durably, RecoveryReport
+from durably.errors import (
+    AppClosedError,
+    CompensationError,
+    ConfigurationError,
+    CorruptRecordError,
+    DurablyError,
+    LeaseLostError,
+    NonDeterminismError,
+    PayloadError,
+    PayloadTooLargeError,
+    SchemaVersionError,
+    StepError,
+    StepTimeoutError,
+    StoreError,
+    WorkflowCancelled,
+    WorkflowConflictError,
+    WorkflowFailedError,
+    WorkflowFinishedError,
+    WorkflowNotFoundError,
+    WorkflowNotRegisteredError,
+    WorkflowTimeoutError,
+)
+from durably.handles import WorkflowHandle, WorkflowInfo
+from durably.models import ErrorInfo, WorkflowStatus
+from durably.observers import Observer
+from durably.retry import RetryPolicy
+from durably.store import MemoryStore, SqliteStore, Store, open_store
+from durably.sync import SyncDurably, SyncWorkflowHandle
+from durably.sync_context import SyncContext
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # the app
+    "Durably",
+    "SyncDurably",
+    "Context",
+    "SyncContext",
+    "RetryPolicy",
+    "StepInfo",
+    "current_step",
+    "WorkflowHandle",
+    "SyncWorkflowHandle",
+    "WorkflowInfo",
+    "WorkflowStatus",
+    "ErrorInfo",
+    "RecoveryReport",
+    "Observer",
+    # storage and payloads
+    "Store",
+    "MemoryStore",
+    "SqliteStore",
+    "open_store",
+    "Serializer",
+    "JsonSerializer",
+    "PickleSerializer",
+    # errors
+    "DurablyError",
+    "AppClosedError",
+    "CompensationError",
+    "ConfigurationError",
+    "CorruptRecordError",
+    "LeaseLostError",
+    "NonDeterminismError",
+    "PayloadError",
+    "PayloadTooLargeError",
+    "SchemaVersionError",
+    "StepError",
+    "StepTimeoutError",
+    "StoreError",
+    "WorkflowCancelled",
+    "WorkflowConflictError",
+    "WorkflowFailedError",
+    "WorkflowFinishedError",
+    "WorkflowNotFoundError",
+    "WorkflowNotRegisteredError",
+    "WorkflowTimeoutError",
+    "__version__",
+]

@@ -1,0 +1,599 @@
+"""The app object: register workflows, start them, signal, cancel, query, recover."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, overload
+
+from durably.clock import Clock, SystemClock
+from durably.codec import PayloadCodec, Serializer
+from durably.context import (
+    Context,
+    RunEnvironment,
+    current_workflow_context,
+)
+from durably.error_records import default_error_formatter, rebuild_error
+from durably.errors import (
+    AppClosedError,
+    ConfigurationError,
+    WorkflowCancelled,
+    WorkflowConflictError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+    _Abandon,
+)
+from durably.handles import WorkflowHandle, WorkflowInfo
+from durably.identifiers import validate_identifier
+from durably.models import WorkflowRecord, WorkflowStatus
+from durably.notifier import Notifier
+from durably.observers import Observer, ObserverSet
+from durably.registry import DEFINITION_ATTRIBUTE, Registry, StepDefinition
+from durably.retry import DEFAULT_COMPENSATION_RETRY, RetryPolicy
+from durably.runner import WorkflowRun
+from durably.store import Store, open_store
+from durably.worker import Worker, default_executor_id
+
+logger = logging.getLogger("durably")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _micros(duration: timedelta | float) -> int:
+    if isinstance(duration, timedelta):
+        return round(duration.total_seconds() * 1_000_000)
+    return round(duration * 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What one recovery pass claimed and started."""
+
+    resumed: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"RecoveryReport(resumed: {len(self.resumed)})"
+
+
+class Durably:
+    """A durable workflow app: one store, the workflows registered on it, an executor.
+
+    ``async with Durably(...) as app:`` opens the store, recovers every unfinished
+    workflow this app can run (without waiting for any of them), and starts the
+    timer/claim and heartbeat loops. Leaving the block stops them and releases every
+    lease so that another process can resume the work at once.
+
+    Args:
+        store: A :class:`~durably.store.Store`, or a URL: ``"sqlite:///path.db"``
+            (add ``?synchronous=FULL`` for power-loss durability), ``"memory://"`` or
+            ``"postgresql://..."``.
+        executor_id: This process's identity in leases (default: host, pid, random).
+            Give a stable id to let a restarted process take back its work at once.
+        clock: Time source (``durably.testing.FakeClock`` in tests).
+        serializer: Payload serializer (default JSON; pickle only if you pass it).
+        max_payload_bytes: Largest encoded payload accepted.
+        lease_duration: How long a claim lasts without a heartbeat.
+        poll_interval: How often to look for work made due by other processes.
+        inline_wait: Waits up to this long stay in memory; longer ones unwind.
+        max_recovery_attempts: Park a workflow whose process died this many times.
+        error_formatter: Turns an exception into the stored message (redact here).
+        observers: :class:`~durably.observers.Observer` instances.
+        claim_batch_size: How many workflows one claim takes at most.
+        compensation_retry: Retry policy of compensations registered without one.
+        worker: Run workflows in this process (default). ``False`` makes a client that
+            only starts, signals, cancels and queries: its starts stay ``PENDING`` until
+            a worker claims them.
+    """
+
+    def __init__(
+        self,
+        store: Store | str = "sqlite:///durably.db",
+        *,
+        executor_id: str | None = None,
+        clock: Clock | None = None,
+        serializer: Serializer | None = None,
+        max_payload_bytes: int = 16 * 1024 * 1024,
+        lease_duration: timedelta | float = timedelta(seconds=30),
+        poll_interval: timedelta | float = timedelta(seconds=1),
+        inline_wait: timedelta | float = timedelta(seconds=1),
+        max_recovery_attempts: int = 10,
+        error_formatter: Callable[[BaseException], str] | None = None,
+        observers: Sequence[Observer] = (),
+        claim_batch_size: int = 100,
+        compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY,
+        worker: bool = True,
+    ) -> None:
+        self._store = open_store(store) if isinstance(store, str) else store
+        self.executor_id = validate_identifier(executor_id or default_executor_id(), "executor_id")
+        self.registry = Registry()
+        self._clock = clock or SystemClock()
+        self._notifier = Notifier(self._clock)
+        lease = _micros(lease_duration)
+        if lease <= 0 or _micros(poll_interval) <= 0:
+            raise ConfigurationError("lease_duration and poll_interval must be positive")
+        if max_recovery_attempts < 1:
+            raise ConfigurationError("max_recovery_attempts must be at least 1")
+        self._env = RunEnvironment(
+            store=self._store,
+            codec=PayloadCodec(serializer, max_payload_bytes=max_payload_bytes),
+            clock=self._clock,
+            notifier=self._notifier,
+            observers=ObserverSet(observers),
+            error_formatter=error_formatter or default_error_formatter,
+            inline_wait=_micros(inline_wait),
+            poll_interval=_micros(poll_interval),
+            rng=random.Random(),
+            compensation_retry=compensation_retry,
+        )
+        self._lease_duration = lease
+        self._max_recovery_attempts = max_recovery_attempts
+        self._worker = Worker(
+            store=self._store,
+            clock=self._clock,
+            notifier=self._notifier,
+            executor_id=self.executor_id,
+            names=self.registry.names,
+            launch=self._launch,
+            on_cancel_requested=self._interrupt_cancelled,
+            lease_duration=lease,
+            heartbeat_interval=max(lease // 3, 1),
+            poll_interval=self._env.poll_interval,
+            claim_batch_size=claim_batch_size,
+        )
+        self._runs: dict[str, tuple[WorkflowRun, asyncio.Task[WorkflowStatus | None]]] = {}
+        self._is_worker = worker
+        self._is_open = False
+        self._is_closing = False
+
+    @property
+    def store(self) -> Store:
+        """The store this app records workflows in."""
+        return self._store
+
+    # -- registration -----------------------------------------------------------------
+
+    def workflow(self, name: str | None = None, *, version: str | None = None) -> Callable[[F], F]:
+        """Register a workflow: ``@app.workflow()`` on ``async def`` or ``def f(ctx, ...)``.
+
+        Args:
+            name: Stored name (default: the function's qualified name). Keep it stable.
+            version: Explicit version (default: a hash of the function's source).
+        """
+
+        def register(fn: F) -> F:
+            definition = self.registry.register_workflow(fn, name=name, version=version)
+            setattr(fn, DEFINITION_ATTRIBUTE, definition)
+            return fn
+
+        return register
+
+    def step(
+        self,
+        name: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: timedelta | float | None = None,
+        compensate: Callable[..., Any] | None = None,
+    ) -> Callable[[F], F]:
+        """Declare a step: calling the function inside a workflow runs it durably.
+
+        Outside a workflow the function runs as a plain call. An ``async def`` step is
+        awaited (``await charge(...)``); a plain ``def`` step is called from ``def``
+        workflows, or through ``await ctx.step(name, fn, ...)`` from async ones.
+        """
+
+        def declare(fn: F) -> F:
+            definition = StepDefinition(
+                name=validate_identifier(name or fn.__name__, "step name"),
+                fn=fn,
+                retry=retry,
+                timeout=None if timeout is None else timedelta(microseconds=_micros(timeout)),
+                compensate=compensate,
+            )
+            is_async = inspect.iscoroutinefunction(fn)
+
+            @functools.wraps(fn)
+            def call(*args: Any, **kwargs: Any) -> Any:
+                context = current_workflow_context.get()
+                if context is None:
+                    return fn(*args, **kwargs)
+                if isinstance(context, Context):
+                    if not is_async:
+                        raise TypeError(
+                            f"step {definition.name!r} is a plain def called from an async "
+                            f"workflow; use `await ctx.step({definition.name!r}, "
+                            f"{fn.__name__}, ...)` or make it async def"
+                        )
+                    return context.step(
+                        definition.name,
+                        fn,
+                        *args,
+                        retry=definition.retry,
+                        timeout=definition.timeout,
+                        compensate=definition.compensate,
+                        **kwargs,
+                    )
+                return context.call_step(definition, args, kwargs)  # type: ignore[attr-defined]
+
+            return call  # type: ignore[return-value]
+
+        return declare
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the store, recover unfinished work and start the background loops."""
+        if self._is_open:
+            return
+        await self._store.open()
+        self._is_open = True
+        self._is_closing = False
+        if self._is_worker:
+            await self._worker.start()
+
+    async def close(self) -> None:
+        """Stop the loops, stop running bodies without writing, release every lease.
+
+        Workflows that were running stay recoverable: another process (or this one
+        after a restart) resumes them from their last recorded operation. Idempotent.
+        """
+        if not self._is_open:
+            return
+        self._is_closing = True
+        if self._is_worker:
+            await self._worker.stop()
+        runs = list(self._runs.values())
+        for run, _ in runs:
+            run.interrupt(_Abandon("the app is closing"))
+        for _, task in runs:
+            try:
+                await task
+            except BaseException:
+                logger.exception("workflow run failed while closing")
+        try:
+            await self._store.release_workflows(owner=self.executor_id)
+            await self._store.remove_executor(executor_id=self.executor_id, expire_leases=False)
+        finally:
+            await self._store.close()
+            self._is_open = False
+
+    async def __aenter__(self) -> Durably:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _require_open(self) -> None:
+        if not self._is_open or self._is_closing:
+            raise AppClosedError()
+
+    # -- starting -------------------------------------------------------------------------
+
+    @overload
+    async def start(
+        self,
+        workflow: Callable[..., Awaitable[R]],
+        /,
+        *args: Any,
+        workflow_id: str | None = ...,
+        timeout: timedelta | float | None = ...,
+        **kwargs: Any,
+    ) -> WorkflowHandle[R]: ...
+
+    @overload
+    async def start(
+        self,
+        workflow: Callable[..., R] | str,
+        /,
+        *args: Any,
+        workflow_id: str | None = ...,
+        timeout: timedelta | float | None = ...,
+        **kwargs: Any,
+    ) -> WorkflowHandle[R]: ...
+
+    async def start(
+        self,
+        workflow: Callable[..., Any] | str,
+        /,
+        *args: Any,
+        workflow_id: str | None = None,
+        timeout: timedelta | float | None = None,
+        **kwargs: Any,
+    ) -> WorkflowHandle[Any]:
+        """Start a workflow and return its handle at once (the body runs in the background).
+
+        Args:
+            workflow: The decorated workflow function (or its registered name).
+            *args: The workflow's arguments (after the context).
+            workflow_id: Makes the start idempotent: starting the same id again returns
+                the existing workflow. Default: a random UUID.
+            timeout: A durable deadline for the whole workflow.
+            **kwargs: The workflow's keyword arguments.
+
+        Raises:
+            WorkflowNotRegisteredError: the workflow is not registered in this app.
+            WorkflowConflictError: the id exists with another workflow or input.
+            PayloadError: an argument cannot be stored faithfully.
+            ValueError: the id is not a valid identifier.
+        """
+        self._require_open()
+        definition = self.registry.lookup(workflow)
+        identifier = validate_identifier(
+            workflow_id if workflow_id is not None else str(uuid.uuid4()), "workflow_id"
+        )
+        arguments = definition.bind_input(args, kwargs)
+        encoded = self._env.codec.encode(
+            arguments, definition.input_hint, what=f"the input of workflow {identifier!r}"
+        )
+        now = self._clock.now()
+        runs_here = self._is_worker
+        record = WorkflowRecord(
+            workflow_id=identifier,
+            workflow_name=definition.name,
+            status=WorkflowStatus.RUNNING if runs_here else WorkflowStatus.PENDING,
+            version=definition.version,
+            input=encoded,
+            serializer=self._env.codec.serializer_name,
+            owner=self.executor_id if runs_here else None,
+            fence=1 if runs_here else 0,
+            lease_until=now + self._lease_duration if runs_here else None,
+            deadline_at=None if timeout is None else now + _micros(timeout),
+            created_at=now,
+            updated_at=now,
+        )
+        stored, created = await self._store.create_workflow(record)
+        if created and runs_here:
+            self._launch(stored)
+        elif stored.workflow_name != definition.name or stored.input != encoded:
+            raise WorkflowConflictError(
+                f"workflow id {identifier!r} is already used by workflow "
+                f"{stored.workflow_name!r} with "
+                f"{'the same' if stored.input == encoded else 'a different'} input; "
+                f"choose another workflow_id, or start it with the same workflow and input "
+                f"to get the existing one"
+            )
+        return WorkflowHandle(self, identifier)
+
+    async def run(
+        self,
+        workflow: Callable[..., Awaitable[R]] | Callable[..., R],
+        /,
+        *args: Any,
+        workflow_id: str | None = None,
+        timeout: timedelta | float | None = None,
+        **kwargs: Any,
+    ) -> R:
+        """Start a workflow and wait for its result (see :meth:`start`)."""
+        handle: WorkflowHandle[R] = await self.start(
+            workflow, *args, workflow_id=workflow_id, timeout=timeout, **kwargs
+        )
+        return await handle.result()
+
+    def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """A handle to an existing workflow, by id."""
+        return WorkflowHandle(self, validate_identifier(workflow_id, "workflow_id"))
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _launch(self, record: WorkflowRecord) -> None:
+        if record.workflow_id in self._runs:
+            return
+        definition = self.registry.workflows[record.workflow_name]
+        run = WorkflowRun(
+            self._env,
+            definition,
+            record,
+            recovered=record.recovery_attempts > 0,
+            max_recovery_attempts=self._max_recovery_attempts,
+        )
+        task = asyncio.ensure_future(run.execute())
+        self._runs[record.workflow_id] = (run, task)
+        task.add_done_callback(functools.partial(self._forget_run, record.workflow_id))
+
+    def _forget_run(self, workflow_id: str, task: asyncio.Task[WorkflowStatus | None]) -> None:
+        entry = self._runs.get(workflow_id)
+        if entry is not None and entry[1] is task:
+            del self._runs[workflow_id]
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("workflow %s run crashed", workflow_id, exc_info=task.exception())
+        self._notifier.notify(workflow_id)
+
+    def _interrupt_cancelled(self, workflow_ids: list[str]) -> None:
+        for workflow_id in workflow_ids:
+            entry = self._runs.get(workflow_id)
+            if entry is not None:
+                entry[0].interrupt(WorkflowCancelled(f"workflow {workflow_id!r} was cancelled"))
+
+    async def recover(self) -> RecoveryReport:
+        """Claim and resume every workflow that is claimable now (without waiting for any
+        of them to finish). The background loop does this continuously; call it to
+        force a pass."""
+        self._require_open()
+        claimed = await self._worker.claim_due()
+        return RecoveryReport(resumed=tuple(record.workflow_id for record in claimed))
+
+    # -- acting on workflows ------------------------------------------------------------------
+
+    async def send_signal(
+        self,
+        workflow_id: str,
+        name: str,
+        payload: object = None,
+        *,
+        dedup_key: str | None = None,
+    ) -> bool:
+        """Append a signal to a workflow's inbox; it is consumed by ``ctx.wait_signal``.
+
+        Args:
+            workflow_id: The receiving workflow.
+            name: The signal's name.
+            payload: Any encodable value (decoded by the waiter's ``payload_type``).
+            dedup_key: Makes the send idempotent: a second send with the same key to the
+                same workflow is ignored.
+
+        Returns:
+            True when appended, False when ignored as a duplicate of ``dedup_key``.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+            WorkflowFinishedError: the workflow has already finished.
+        """
+        self._require_open()
+        validate_identifier(workflow_id, "workflow_id")
+        validate_identifier(name, "signal name")
+        if dedup_key is not None:
+            validate_identifier(dedup_key, "dedup_key")
+        encoded = self._env.codec.encode(
+            payload, Any, what=f"the payload of signal {name!r}", verify=False
+        )
+        _, appended = await self._store.append_signal(
+            workflow_id,
+            name,
+            encoded,
+            serializer=self._env.codec.serializer_name,
+            dedup_key=dedup_key,
+            now=self._clock.now(),
+        )
+        self._notifier.notify(workflow_id)
+        self._notifier.notify_work_due()
+        return appended
+
+    async def cancel(self, workflow_id: str, *, compensate: bool = False) -> WorkflowStatus:
+        """Cancel a workflow durably and cooperatively.
+
+        The request is recorded; a running step (async) is cancelled and the next
+        durable operation raises ``WorkflowCancelled``. With ``compensate=True`` the
+        registered compensations run first.
+
+        Returns:
+            The workflow's status right after the request (``CANCELLED`` when nobody
+            was running it, else its live status until the run stops).
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+            WorkflowFinishedError: it already ended in another status.
+        """
+        self._require_open()
+        record = await self._store.request_cancel(
+            validate_identifier(workflow_id, "workflow_id"),
+            compensate=compensate,
+            now=self._clock.now(),
+        )
+        self._interrupt_cancelled([workflow_id])
+        self._notifier.notify(workflow_id)
+        self._notifier.notify_work_due()
+        return record.status
+
+    # -- queries -----------------------------------------------------------------------------
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowInfo:
+        """The workflow's current description.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+        """
+        self._require_open()
+        record = await self._store.get_workflow(workflow_id)
+        if record is None:
+            raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
+        return WorkflowInfo.from_record(record)
+
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | Sequence[WorkflowStatus] | None = None,
+        name: str | Sequence[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[WorkflowInfo]:
+        """Workflows filtered by status and name, ordered by creation time."""
+        self._require_open()
+        statuses = [status] if isinstance(status, WorkflowStatus) else status
+        names = [name] if isinstance(name, str) else name
+        records = await self._store.list_workflows(
+            statuses=statuses, names=names, limit=limit, offset=offset, newest_first=newest_first
+        )
+        return [WorkflowInfo.from_record(record) for record in records]
+
+    async def watch(self, workflow_id: str) -> AsyncIterator[WorkflowInfo]:
+        """Yield the workflow now, then again at every change, until it finishes.
+
+        An unknown id yields nothing.
+        """
+        self._require_open()
+        last: tuple[WorkflowStatus, int] | None = None
+        while True:
+            record = await self._store.get_workflow(workflow_id)
+            if record is None:
+                return
+            key = (record.status, record.updated_at)
+            if key != last:
+                last = key
+                yield WorkflowInfo.from_record(record)
+            if record.status.is_terminal:
+                return
+            await self._notifier.wait(workflow_id, self._clock.now() + self._env.poll_interval)
+
+    async def wait_for_result(
+        self, workflow_id: str, *, timeout: timedelta | float | None = None
+    ) -> object:
+        """Wait until the workflow finishes; return its decoded result (see handles)."""
+        self._require_open()
+        deadline = None if timeout is None else self._clock.now() + _micros(timeout)
+        while True:
+            record = await self._store.get_workflow(workflow_id)
+            if record is None:
+                raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
+            if record.status is WorkflowStatus.COMPLETED:
+                definition = self.registry.workflows.get(record.workflow_name)
+                hint = definition.result_hint if definition is not None else Any
+                return self._env.codec.decode(
+                    record.result,
+                    record.serializer,
+                    hint,
+                    what=f"the result of workflow {workflow_id!r}",
+                )
+            if record.status.is_terminal or record.status is WorkflowStatus.PARKED:
+                raise _failure(record)
+            now = self._clock.now()
+            if deadline is not None and now >= deadline:
+                raise TimeoutError(
+                    f"workflow {workflow_id!r} is still {record.status} after the timeout"
+                )
+            until = now + self._env.poll_interval
+            await self._notifier.wait(
+                workflow_id, until if deadline is None else min(until, deadline)
+            )
+
+
+def _failure(record: WorkflowRecord) -> WorkflowFailedError:
+    info = record.error_info
+    detail = f": {info.type}: {info.message}" if info is not None else ""
+    error = WorkflowFailedError(
+        f"workflow {record.workflow_id!r} ended {record.status}{detail}",
+        workflow_id=record.workflow_id,
+        status=record.status,
+        error_type=None if info is None else info.type,
+        error_message=None if info is None else info.message,
+        traceback=None if info is None else info.traceback,
+    )
+    if info is not None:
+        error.__cause__ = rebuild_error(info)
+    return error

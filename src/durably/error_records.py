@@ -1,0 +1,60 @@
+"""Turning exceptions into stored error records and back, safely."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+
+from durably.errors import StepError
+from durably.models import ErrorInfo
+
+#: Default error formatter: the exception's text, cut at 1,000 characters.
+MAX_ERROR_MESSAGE = 1_000
+
+
+def default_error_formatter(error: BaseException) -> str:
+    """``str(error)`` cut at 1,000 characters (the seed's default)."""
+    text = str(error)
+    if len(text) > MAX_ERROR_MESSAGE:
+        return text[:MAX_ERROR_MESSAGE] + "…"
+    return text
+
+
+def error_to_info(
+    error: BaseException, formatter: Callable[[BaseException], str] = default_error_formatter
+) -> ErrorInfo:
+    """Describe an exception for storage; the formatter redacts what must not be stored.
+
+    The traceback keeps only frames (no message line), so the formatter sees every
+    piece of text derived from the exception's arguments.
+    """
+    error_type = type(error)
+    frames = "".join(traceback.format_tb(error.__traceback__)) or None
+    return ErrorInfo(
+        type=error_type.__qualname__,
+        module=error_type.__module__,
+        message=formatter(error),
+        traceback=frames,
+    )
+
+
+def rebuild_error(info: ErrorInfo) -> Exception:
+    """Rebuild the recorded exception when that is safe, else a :class:`StepError`.
+
+    Safe means: the exception class is already imported (looked up in
+    ``sys.modules``, never imported on behalf of stored data), is an ``Exception``
+    subclass, and can be built from its message alone.
+    """
+    module = sys.modules.get(info.module or "")
+    candidate: object = module
+    for part in info.type.split("."):
+        candidate = getattr(candidate, part, None)
+    if isinstance(candidate, type) and issubclass(candidate, Exception):
+        try:
+            rebuilt = candidate(info.message)
+        except Exception:  # noqa: S110 - any constructor failure means "cannot rebuild"
+            pass
+        else:
+            return rebuilt
+    return StepError(f"{info.type}: {info.message}", error_type=info.type, traceback=info.traceback)

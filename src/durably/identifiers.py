@@ -1,0 +1,46 @@
+"""Validation of names and ids: workflow and step names, signal names, workflow ids."""
+
+from __future__ import annotations
+
+MAX_IDENTIFIER_LENGTH = 256
+
+
+def _shown(value: str) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validate_identifier(value: object, what: str) -> str:
+    """Return ``value`` if it is a usable identifier, else raise a clear error.
+
+    Rules, checked in order: a ``str``; not empty; not only whitespace; no leading or
+    trailing whitespace; at most 256 characters; no control character (U+0000 to U+001F,
+    U+007F).
+
+    Raises:
+        TypeError: ``value`` is not a string.
+        ValueError: naming ``what``, the value and the rule it breaks.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, got {type(value).__name__} {value!r}")
+    if value == "":
+        raise ValueError(f"{what} must not be empty")
+    if value.strip() == "":
+        raise ValueError(f"{what} must not be only whitespace, got {_shown(value)}")
+    if value != value.strip():
+        raise ValueError(
+            f"{what} must not start or end with whitespace, got {_shown(value)}; "
+            f"use {_shown(value.strip())}"
+        )
+    if len(value) > MAX_IDENTIFIER_LENGTH:
+        raise ValueError(
+            f"{what} must be at most {MAX_IDENTIFIER_LENGTH} characters, got {len(value)}: "
+            f"{_shown(value)}"
+        )
+    for position, character in enumerate(value):
+        if ord(character) < 0x20 or ord(character) == 0x7F:
+            raise ValueError(
+                f"{what} must not contain control characters, got {_shown(value)} "
+                f"(U+{ord(character):04X} at position {position})"
+            )
+    return value

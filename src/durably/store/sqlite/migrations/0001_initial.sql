@@ -1,0 +1,84 @@
+-- durably schema, version 1. Timestamps are integer UTC epoch microseconds.
+
+CREATE TABLE workflows (
+    workflow_id          TEXT PRIMARY KEY,
+    workflow_name        TEXT NOT NULL,
+    status               TEXT NOT NULL CHECK (status IN (
+                             'PENDING', 'RUNNING', 'SUSPENDED', 'COMPLETED', 'FAILED',
+                             'COMPENSATING', 'COMPENSATED', 'COMPENSATION_FAILED',
+                             'CANCELLED', 'PARKED')),
+    version              TEXT NOT NULL DEFAULT '',
+    input                TEXT,
+    result               TEXT,
+    error                TEXT,
+    serializer           TEXT NOT NULL DEFAULT 'json',
+    owner                TEXT,
+    fence                INTEGER NOT NULL DEFAULT 0,
+    lease_until          INTEGER,
+    wake_at              INTEGER,
+    deadline_at          INTEGER,
+    wait_reason          TEXT,
+    cancel_requested     INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested IN (0, 1)),
+    compensate_on_cancel INTEGER NOT NULL DEFAULT 0 CHECK (compensate_on_cancel IN (0, 1)),
+    recovery_attempts    INTEGER NOT NULL DEFAULT 0,
+    created_at           INTEGER NOT NULL,
+    updated_at           INTEGER NOT NULL,
+    finished_at          INTEGER
+);
+
+CREATE INDEX workflows_by_status_lease ON workflows (status, lease_until);
+CREATE INDEX workflows_by_status_wake ON workflows (status, wake_at);
+CREATE INDEX workflows_by_created ON workflows (created_at, workflow_id);
+CREATE INDEX workflows_by_name ON workflows (workflow_name, created_at);
+CREATE INDEX workflows_by_owner ON workflows (owner) WHERE owner IS NOT NULL;
+CREATE INDEX workflows_by_finished ON workflows (finished_at) WHERE finished_at IS NOT NULL;
+
+CREATE TABLE operations (
+    workflow_id TEXT NOT NULL REFERENCES workflows (workflow_id) ON DELETE CASCADE,
+    seq         INTEGER NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN (
+                    'STEP', 'SLEEP', 'SIGNAL', 'NOW', 'RANDOM', 'UUID', 'COMPENSATION')),
+    name        TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('COMPLETED', 'FAILED', 'WAITING')),
+    result      TEXT,
+    error       TEXT,
+    serializer  TEXT NOT NULL DEFAULT 'json',
+    attempts    INTEGER NOT NULL DEFAULT 1,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    wake_at     INTEGER,
+    PRIMARY KEY (workflow_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE attempts (
+    workflow_id     TEXT NOT NULL REFERENCES workflows (workflow_id) ON DELETE CASCADE,
+    seq             INTEGER NOT NULL,
+    attempt         INTEGER NOT NULL,
+    error           TEXT NOT NULL,
+    started_at      INTEGER NOT NULL,
+    finished_at     INTEGER NOT NULL,
+    next_attempt_at INTEGER,
+    PRIMARY KEY (workflow_id, seq, attempt)
+) WITHOUT ROWID;
+
+CREATE TABLE signals (
+    signal_id    INTEGER PRIMARY KEY AUTOINCREMENT,
+    workflow_id  TEXT NOT NULL REFERENCES workflows (workflow_id) ON DELETE CASCADE,
+    name         TEXT NOT NULL,
+    payload      TEXT,
+    serializer   TEXT NOT NULL DEFAULT 'json',
+    dedup_key    TEXT,
+    created_at   INTEGER NOT NULL,
+    consumed_seq INTEGER,
+    consumed_at  INTEGER
+);
+
+CREATE INDEX signals_inbox ON signals (workflow_id, name, consumed_seq, signal_id);
+CREATE UNIQUE INDEX signals_dedup ON signals (workflow_id, dedup_key) WHERE dedup_key IS NOT NULL;
+
+CREATE TABLE executors (
+    executor_id  TEXT PRIMARY KEY,
+    hostname     TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+);

@@ -1,0 +1,200 @@
+"""The synchronous face of durably: one-line delegations to the async implementation.
+
+:class:`SyncDurably` runs a :class:`~durably.engine.Durably` on a background event
+loop thread, for programs that never write ``async``. A plain ``def`` workflow gets a
+:class:`~durably.sync_context.SyncContext`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from durably._portal import Portal, ensure_no_running_loop
+from durably.engine import Durably, RecoveryReport
+from durably.errors import AppClosedError
+from durably.handles import WorkflowHandle, WorkflowInfo
+from durably.models import WorkflowStatus
+from durably.retry import RetryPolicy
+from durably.sync_context import SyncContext
+
+__all__ = ["SyncContext", "SyncDurably", "SyncWorkflowHandle"]
+
+R = TypeVar("R")
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class SyncWorkflowHandle(Generic[R]):
+    """The blocking twin of :class:`~durably.handles.WorkflowHandle`."""
+
+    def __init__(self, app: SyncDurably, handle: WorkflowHandle[R]) -> None:
+        self._app = app
+        self._handle = handle
+        self.workflow_id = handle.workflow_id
+
+    def __repr__(self) -> str:
+        return f"SyncWorkflowHandle({self.workflow_id!r})"
+
+    def result(self, *, timeout: timedelta | float | None = None) -> R:
+        """Wait for the workflow's result (see WorkflowHandle.result)."""
+        return self._app.call(lambda: self._handle.result(timeout=timeout), "handle.result")
+
+    def info(self) -> WorkflowInfo:
+        """The workflow's current description."""
+        return self._app.call(self._handle.info, "handle.info")
+
+    def status(self) -> WorkflowStatus:
+        """The workflow's current status."""
+        return self._app.call(self._handle.status, "handle.status")
+
+    def send_signal(
+        self, name: str, payload: object = None, *, dedup_key: str | None = None
+    ) -> bool:
+        """Send a signal to the workflow."""
+        return self._app.call(
+            lambda: self._handle.send_signal(name, payload, dedup_key=dedup_key),
+            "handle.send_signal",
+        )
+
+    def cancel(self, *, compensate: bool = False) -> WorkflowStatus:
+        """Cancel the workflow."""
+        return self._app.call(lambda: self._handle.cancel(compensate=compensate), "handle.cancel")
+
+
+class SyncDurably:
+    """A blocking :class:`~durably.engine.Durably`, for programs without ``async``.
+
+    Takes the same arguments as ``Durably``. Use as ``with SyncDurably(...) as app:``.
+    Calling it from inside a running event loop raises ``RuntimeError``.
+    """
+
+    def __init__(self, store: Any = "sqlite:///durably.db", **options: Any) -> None:
+        self.app = Durably(store, **options)
+        self._portal: Portal | None = None
+
+    def call(self, factory: Callable[[], Coroutine[Any, Any, T]], api: str) -> T:
+        """Run an async API call on the background loop and wait for it."""
+        if self._portal is None:
+            raise AppClosedError()
+        return self._portal.call(factory, api=f"SyncDurably.{api}")
+
+    def workflow(self, name: str | None = None, *, version: str | None = None) -> Callable[[F], F]:
+        """Register a workflow (see Durably.workflow)."""
+        return self.app.workflow(name, version=version)
+
+    def step(
+        self,
+        name: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: timedelta | float | None = None,
+        compensate: Callable[..., Any] | None = None,
+    ) -> Callable[[F], F]:
+        """Declare a step (see Durably.step)."""
+        return self.app.step(name, retry=retry, timeout=timeout, compensate=compensate)
+
+    def open(self) -> None:
+        """Open the app on a background event loop."""
+        ensure_no_running_loop("SyncDurably.open")
+        if self._portal is None:
+            self._portal = Portal()
+        self.call(self.app.open, "open")
+
+    def close(self) -> None:
+        """Close the app and stop the background loop. Idempotent."""
+        if self._portal is None:
+            return
+        try:
+            self.call(self.app.close, "close")
+        finally:
+            self._portal.close()
+            self._portal = None
+
+    def __enter__(self) -> SyncDurably:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(
+        self,
+        workflow: Callable[..., Any] | str,
+        /,
+        *args: Any,
+        workflow_id: str | None = None,
+        timeout: timedelta | float | None = None,
+        **kwargs: Any,
+    ) -> SyncWorkflowHandle[Any]:
+        """Start a workflow; return its handle at once (see Durably.start)."""
+        handle = self.call(
+            lambda: self.app.start(
+                workflow, *args, workflow_id=workflow_id, timeout=timeout, **kwargs
+            ),
+            "start",
+        )
+        return SyncWorkflowHandle(self, handle)
+
+    def run(
+        self,
+        workflow: Callable[..., Any] | str,
+        /,
+        *args: Any,
+        workflow_id: str | None = None,
+        timeout: timedelta | float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Start a workflow and wait for its result (see Durably.run)."""
+        return self.start(
+            workflow, *args, workflow_id=workflow_id, timeout=timeout, **kwargs
+        ).result()
+
+    def handle(self, workflow_id: str) -> SyncWorkflowHandle[Any]:
+        """A handle to an existing workflow."""
+        return SyncWorkflowHandle(self, self.app.handle(workflow_id))
+
+    def send_signal(
+        self, workflow_id: str, name: str, payload: object = None, *, dedup_key: str | None = None
+    ) -> bool:
+        """Send a signal (see Durably.send_signal)."""
+        return self.call(
+            lambda: self.app.send_signal(workflow_id, name, payload, dedup_key=dedup_key),
+            "send_signal",
+        )
+
+    def cancel(self, workflow_id: str, *, compensate: bool = False) -> WorkflowStatus:
+        """Cancel a workflow (see Durably.cancel)."""
+        return self.call(lambda: self.app.cancel(workflow_id, compensate=compensate), "cancel")
+
+    def get_workflow(self, workflow_id: str) -> WorkflowInfo:
+        """A workflow's description (see Durably.get_workflow)."""
+        return self.call(lambda: self.app.get_workflow(workflow_id), "get_workflow")
+
+    def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | Sequence[WorkflowStatus] | None = None,
+        name: str | Sequence[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[WorkflowInfo]:
+        """List workflows (see Durably.list_workflows)."""
+        return self.call(
+            lambda: self.app.list_workflows(
+                status=status, name=name, limit=limit, offset=offset, newest_first=newest_first
+            ),
+            "list_workflows",
+        )
+
+    def recover(self) -> RecoveryReport:
+        """Claim and resume every claimable workflow now (see Durably.recover)."""
+        return self.call(self.app.recover, "recover")

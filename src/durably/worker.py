@@ -1,0 +1,161 @@
+"""Claiming work and keeping leases: the executor's two background loops.
+
+The claim loop is recovery and timers in one: it claims every claimable workflow
+(pending, crashed with an expired lease, or suspended with a due wake-up) and hands
+each to the engine without waiting for it to finish. It sleeps until the earliest
+known wake-up, an in-process notification, or the poll interval (the safety net for
+changes made by other processes), whichever comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Collection
+
+from durably.clock import Clock
+from durably.errors import StoreError
+from durably.models import WorkflowRecord
+from durably.notifier import Notifier
+from durably.store.base import Store
+
+logger = logging.getLogger("durably.worker")
+
+
+def default_executor_id() -> str:
+    """``host:pid:random``: unique per process, readable in the dashboard."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def is_process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Worker:
+    """Claims and heartbeats for one executor."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        notifier: Notifier,
+        executor_id: str,
+        names: Callable[[], Collection[str]],
+        launch: Callable[[WorkflowRecord], None],
+        on_cancel_requested: Callable[[list[str]], None],
+        lease_duration: int,
+        heartbeat_interval: int,
+        poll_interval: int,
+        claim_batch_size: int,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._notifier = notifier
+        self._executor_id = executor_id
+        self._names = names
+        self._launch = launch
+        self._on_cancel_requested = on_cancel_requested
+        self._lease_duration = lease_duration
+        self._heartbeat_interval = heartbeat_interval
+        self._poll_interval = poll_interval
+        self._claim_batch_size = claim_batch_size
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Register this executor, free the work of dead local executors, start loops."""
+        now = self._clock.now()
+        hostname = socket.gethostname()
+        for executor_id, host, pid, _ in await self._store.list_executors():
+            if executor_id == self._executor_id:
+                # Our own previous incarnation (a fixed executor_id): its runs are dead.
+                await self._store.release_workflows(owner=executor_id)
+            elif host == hostname and pid != os.getpid() and not is_process_alive(pid):
+                expired = await self._store.remove_executor(
+                    executor_id=executor_id, expire_leases=True
+                )
+                logger.info("executor %s is dead; %d workflow(s) freed", executor_id, expired)
+        await self._store.register_executor(
+            executor_id=self._executor_id, hostname=hostname, pid=os.getpid(), now=now
+        )
+        self._tasks = [
+            asyncio.ensure_future(self._claim_loop()),
+            asyncio.ensure_future(self._heartbeat_loop()),
+        ]
+
+    async def stop(self) -> None:
+        """Stop both loops."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def claim_due(self) -> list[WorkflowRecord]:
+        """Claim every claimable workflow now and launch each; return what was claimed."""
+        names = list(self._names())
+        claimed_all: list[WorkflowRecord] = []
+        if not names:
+            return claimed_all
+        while True:
+            now = self._clock.now()
+            claimed = await self._store.claim_due_workflows(
+                owner=self._executor_id,
+                names=names,
+                now=now,
+                lease_until=now + self._lease_duration,
+                limit=self._claim_batch_size,
+            )
+            for record in claimed:
+                self._launch(record)
+            claimed_all.extend(claimed)
+            if len(claimed) < self._claim_batch_size:
+                return claimed_all
+
+    async def _claim_loop(self) -> None:
+        while True:
+            self._notifier.work_due.clear()
+            try:
+                await self.claim_due()
+                next_wake = await self._store.next_wake_time(names=list(self._names()))
+            except StoreError as error:
+                logger.warning("claiming work failed, will retry: %s", error)
+                next_wake = None
+            until = self._clock.now() + self._poll_interval
+            if next_wake is not None:
+                until = min(until, next_wake)
+            await self._wait(until)
+
+    async def _wait(self, until: int) -> None:
+        due = asyncio.ensure_future(self._notifier.work_due.wait())
+        timer = asyncio.ensure_future(self._clock.sleep_until(until))
+        try:
+            await asyncio.wait({due, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            due.cancel()
+            timer.cancel()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self._clock.sleep_until(self._clock.now() + self._heartbeat_interval)
+            now = self._clock.now()
+            try:
+                cancelled = await self._store.renew_leases(
+                    owner=self._executor_id, now=now, lease_until=now + self._lease_duration
+                )
+            except StoreError as error:
+                logger.warning("renewing leases failed, will retry: %s", error)
+                continue
+            if cancelled:
+                self._on_cancel_requested(cancelled)

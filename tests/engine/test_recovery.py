@@ -1,0 +1,281 @@
+"""Replay and recovery inside one test process: an app stops mid-run, another resumes.
+
+(Real processes killed with SIGKILL are in tests/acceptance.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from durably import Context, Durably, Observer, WorkflowStatus
+from durably.testing import FakeClock
+
+
+def counting_workflow(app: Durably, runs: list[str], gate: asyncio.Event) -> object:
+    """A three-step workflow whose second step blocks until ``gate`` is set."""
+
+    async def first() -> str:
+        runs.append("first")
+        return "a"
+
+    async def second() -> str:
+        runs.append("second")
+        await gate.wait()
+        return "b"
+
+    async def third() -> str:
+        runs.append("third")
+        return "c"
+
+    @app.workflow(name="three-steps")
+    async def three_steps(ctx: Context) -> str:
+        return (
+            await ctx.step("first", first)
+            + await ctx.step("second", second)
+            + await ctx.step("third", third)
+        )
+
+    return three_steps
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    """Yield to the loop until ``condition`` holds (bounded, no wall-clock sleeps)."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never became true")
+
+
+async def test_a_new_app_resumes_after_the_last_recorded_step(
+    app_factory: Callable[..., Durably],
+) -> None:
+    """Recorded steps are replayed, not re-run; the interrupted step runs again."""
+    runs: list[str] = []
+    gate = asyncio.Event()
+    first_app = app_factory()
+    workflow = counting_workflow(first_app, runs, gate)
+    async with first_app:
+        await first_app.start(workflow, workflow_id="resume-me")  # type: ignore[arg-type]
+        await wait_for(lambda: runs == ["first", "second"])
+    assert runs == ["first", "second"]
+
+    gate.set()
+    second_app = app_factory()
+    counting_workflow(second_app, runs, gate)
+    async with second_app:
+        result = await second_app.handle("resume-me").result()
+    assert result == "abc"
+    assert runs == ["first", "second", "second", "third"]
+
+
+async def test_closing_an_app_leaves_its_workflows_recoverable(
+    app_factory: Callable[..., Durably],
+) -> None:
+    """Closing (the seed's dispose) neither fails nor compensates a waiting workflow."""
+    undone: list[str] = []
+
+    async def book() -> str:
+        return "booked"
+
+    async def unbook(result: str) -> None:
+        undone.append(result)
+
+    first_app = app_factory(inline_wait=timedelta(hours=1))
+
+    @first_app.workflow(name="waits")
+    async def waits(ctx: Context) -> str | None:
+        await ctx.step("book", book, compensate=unbook)
+        return await ctx.wait_signal("go")
+
+    async with first_app:
+        await first_app.start(waits, workflow_id="w-1")
+        for _ in range(1000):
+            if await _has_ops(first_app, "w-1"):
+                break
+            await asyncio.sleep(0)
+    second_app = app_factory()
+
+    @second_app.workflow(name="waits")
+    async def waits_again(ctx: Context) -> str | None:
+        await ctx.step("book", book, compensate=unbook)
+        return await ctx.wait_signal("go")
+
+    async with second_app:
+        info = await second_app.get_workflow("w-1")
+        assert info.status in {WorkflowStatus.RUNNING, WorkflowStatus.SUSPENDED}
+        await second_app.send_signal("w-1", "go", "now")
+        assert await second_app.handle("w-1").result() == "now"
+    assert undone == []
+
+
+async def _has_ops(app: Durably, workflow_id: str) -> bool:
+    history = await app.store.load_history(workflow_id)
+    return bool(history.operations)
+
+
+async def test_recovery_does_not_wait_for_a_blocked_workflow(
+    app_factory: Callable[..., Durably],
+) -> None:
+    """A workflow waiting for a signal does not hold up the recovery of the others."""
+    first_app = app_factory(inline_wait=timedelta(hours=1))
+    blockers: list[asyncio.Event] = []
+
+    def register(app: Durably) -> tuple[object, object]:
+        async def hold() -> int:
+            event = asyncio.Event()
+            blockers.append(event)
+            await event.wait()
+            return 1
+
+        @app.workflow(name="waiter")
+        async def waiter(ctx: Context) -> object:
+            return await ctx.wait_signal("never")
+
+        @app.workflow(name="worker")
+        async def worker(ctx: Context) -> int:
+            return await ctx.step("hold", hold)
+
+        return waiter, worker
+
+    waiter, worker = register(first_app)
+    async with first_app:
+        await first_app.start(waiter, workflow_id="waiter")  # type: ignore[arg-type]
+        for index in range(3):
+            await first_app.start(worker, workflow_id=f"worker-{index}")  # type: ignore[arg-type]
+        await wait_for(lambda: len(blockers) == 3)
+    blockers.clear()
+    second_app = app_factory(inline_wait=timedelta(hours=1))
+    register(second_app)
+    async with second_app:
+        await wait_for(lambda: len(blockers) == 3)
+        for event in blockers:
+            event.set()
+        for index in range(3):
+            assert await second_app.handle(f"worker-{index}").result() == 1
+        assert await second_app.handle("waiter").status() is WorkflowStatus.RUNNING
+
+
+async def test_workflow_is_parked_after_too_many_recovery_attempts(
+    app_factory: Callable[..., Durably],
+) -> None:
+    """A workflow whose runs never end is parked instead of being retried forever."""
+    gate = asyncio.Event()
+    starts: list[int] = []
+
+    def register(app: Durably) -> object:
+        async def hang() -> None:
+            starts.append(1)
+            await gate.wait()
+
+        @app.workflow(name="hangs")
+        async def hangs(ctx: Context) -> None:
+            await ctx.step("hang", hang)
+
+        return hangs
+
+    for attempt in range(3):
+        app = app_factory(max_recovery_attempts=1)
+        workflow = register(app)
+        async with app:
+            if attempt == 0:
+                await app.start(workflow, workflow_id="crashy")  # type: ignore[arg-type]
+                await wait_for(lambda: len(starts) == 1)
+            elif attempt == 1:
+                await wait_for(lambda: len(starts) == 2)
+            else:
+                info = await app.get_workflow("crashy")
+                for _ in range(1000):
+                    if info.status is WorkflowStatus.PARKED:
+                        break
+                    await asyncio.sleep(0)
+                    info = await app.get_workflow("crashy")
+                assert info.status is WorkflowStatus.PARKED
+                assert info.error is not None
+                assert "recovery attempts" in info.error.message
+    assert len(starts) == 2
+
+
+class RecordingObserver(Observer):
+    """Keeps the hooks it receives."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def on_workflow_start(self, workflow_id: str, workflow_name: str) -> None:
+        self.events.append(("start", workflow_id))
+
+    def on_workflow_finish(self, workflow_id: str, status: WorkflowStatus) -> None:
+        self.events.append(("finish", status))
+
+    def on_step_start(self, workflow_id: str, step_name: str, seq: int) -> None:
+        self.events.append(("step_start", step_name))
+
+    def on_step_complete(
+        self, workflow_id: str, step_name: str, seq: int, elapsed: timedelta
+    ) -> None:
+        self.events.append(("step_complete", step_name))
+
+    def on_step_retry(
+        self, workflow_id: str, step_name: str, attempt: int, error: BaseException
+    ) -> None:
+        self.events.append(("retry", attempt))
+
+    def on_compensation_start(self, workflow_id: str, names: list[str]) -> None:
+        self.events.append(("compensation_start", tuple(names)))
+
+    def on_recovery_start(self, workflow_id: str) -> None:
+        self.events.append(("recovery_start", workflow_id))
+
+    def on_recovery_complete(self, workflow_id: str, succeeded: bool) -> None:
+        self.events.append(("recovery_complete", succeeded))
+
+
+class ExplodingObserver(Observer):
+    """Raises from every hook it implements."""
+
+    def on_workflow_start(self, workflow_id: str, workflow_name: str) -> None:
+        raise RuntimeError("observer bug")
+
+
+async def test_observers_see_every_hook_and_cannot_break_a_workflow(
+    app_factory: Callable[..., Durably], clock: FakeClock
+) -> None:
+    """Start, step, retry, compensation and finish hooks fire; a raising observer is ignored."""
+    observer = RecordingObserver()
+    app = app_factory(observers=[ExplodingObserver(), observer])
+    attempts: list[int] = []
+
+    async def flaky() -> int:
+        attempts.append(1)
+        if len(attempts) < 2:
+            raise ConnectionError("retry me")
+        return 1
+
+    async def undo(value: int) -> None:
+        return None
+
+    async def fail() -> None:
+        raise ValueError("boom")
+
+    from durably import RetryPolicy
+
+    @app.workflow()
+    async def observed(ctx: Context) -> None:
+        await ctx.step("flaky", flaky, retry=RetryPolicy.fixed(3, 0), compensate=undo)
+        await ctx.step("fail", fail)
+
+    async with app:
+        handle = await app.start(observed)
+        with pytest.raises(Exception, match="boom"):
+            await handle.result()
+    kinds = [kind for kind, _ in observer.events]
+    assert kinds[0] == "start"
+    assert ("retry", 1) in observer.events
+    assert ("step_complete", "flaky") in observer.events
+    assert ("compensation_start", ("flaky:compensate",)) in observer.events
+    assert observer.events[-1] == ("finish", WorkflowStatus.COMPENSATED)
