@@ -662,38 +662,40 @@ class Context:
                     )
                 )
         inline_until = env.clock.now() + env.inline_wait
-        while True:
-            now = env.clock.now()
-            consumed = await self._consume(seq, name, started, deadline, now)
-            if consumed is not None:
-                return env.codec.decode(consumed[0], consumed[1], payload_type, what=what)
-            if deadline is not None and now >= deadline:
-                await self._record(
-                    OperationRecord(
-                        workflow_id=self.workflow_id,
-                        seq=seq,
-                        kind=OperationKind.SIGNAL,
-                        name=name,
-                        status=OperationStatus.COMPLETED,
-                        started_at=started,
-                        finished_at=now,
-                        wake_at=deadline,
+        with env.notifier.watching(self.workflow_id):
+            while True:
+                seen = env.notifier.generation(self.workflow_id)
+                now = env.clock.now()
+                consumed = await self._consume(seq, name, started, deadline, now)
+                if consumed is not None:
+                    return env.codec.decode(consumed[0], consumed[1], payload_type, what=what)
+                if deadline is not None and now >= deadline:
+                    await self._record(
+                        OperationRecord(
+                            workflow_id=self.workflow_id,
+                            seq=seq,
+                            kind=OperationKind.SIGNAL,
+                            name=name,
+                            status=OperationStatus.COMPLETED,
+                            started_at=started,
+                            finished_at=now,
+                            wake_at=deadline,
+                        )
                     )
-                )
-                return None
-            if now >= inline_until:
-                raise _Suspend(deadline, f"waiting for signal {name!r}", signal=name)
-            until = min(inline_until, now + env.poll_interval)
-            if deadline is not None:
-                until = min(until, deadline)
-            try:
-                await env.notifier.wait(self.workflow_id, until)
-            except asyncio.CancelledError:
-                converted = self._converted_cancellation()
-                if converted is None:
-                    raise
-                raise converted from None
-            self._raise_if_interrupted()
+                    return None
+                if now >= inline_until:
+                    raise _Suspend(deadline, f"waiting for signal {name!r}", signal=name)
+                until = min(inline_until, now + env.poll_interval)
+                if deadline is not None:
+                    until = min(until, deadline)
+                try:
+                    await env.notifier.wait(self.workflow_id, until, since=seen)
+                except asyncio.CancelledError:
+                    converted = self._converted_cancellation()
+                    if converted is None:
+                        raise
+                    raise converted from None
+                self._raise_if_interrupted()
 
     async def _consume(
         self, seq: int, name: str, started: int, deadline: int | None, now: int

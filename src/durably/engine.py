@@ -539,17 +539,20 @@ class Durably:
         """
         self._require_open()
         last: tuple[WorkflowStatus, int] | None = None
-        while True:
-            record = await self._store.get_workflow(workflow_id)
-            if record is None:
-                return
-            key = (record.status, record.updated_at)
-            if key != last:
-                last = key
-                yield WorkflowInfo.from_record(record)
-            if record.status.is_terminal:
-                return
-            await self._notifier.wait(workflow_id, self._clock.now() + self._env.poll_interval)
+        with self._notifier.watching(workflow_id):
+            while True:
+                seen = self._notifier.generation(workflow_id)
+                record = await self._store.get_workflow(workflow_id)
+                if record is None:
+                    return
+                key = (record.status, record.updated_at)
+                if key != last:
+                    last = key
+                    yield WorkflowInfo.from_record(record)
+                if record.status.is_terminal:
+                    return
+                until = self._clock.now() + self._env.poll_interval
+                await self._notifier.wait(workflow_id, until, since=seen)
 
     async def wait_for_result(
         self, workflow_id: str, *, timeout: timedelta | float | None = None
@@ -557,30 +560,32 @@ class Durably:
         """Wait until the workflow finishes; return its decoded result (see handles)."""
         self._require_open()
         deadline = None if timeout is None else self._clock.now() + _micros(timeout)
-        while True:
-            record = await self._store.get_workflow(workflow_id)
-            if record is None:
-                raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
-            if record.status is WorkflowStatus.COMPLETED:
-                definition = self.registry.workflows.get(record.workflow_name)
-                hint = definition.result_hint if definition is not None else Any
-                return self._env.codec.decode(
-                    record.result,
-                    record.serializer,
-                    hint,
-                    what=f"the result of workflow {workflow_id!r}",
-                )
-            if record.status.is_terminal or record.status is WorkflowStatus.PARKED:
-                raise _failure(record)
-            now = self._clock.now()
-            if deadline is not None and now >= deadline:
-                raise TimeoutError(
-                    f"workflow {workflow_id!r} is still {record.status} after the timeout"
-                )
-            until = now + self._env.poll_interval
-            await self._notifier.wait(
-                workflow_id, until if deadline is None else min(until, deadline)
-            )
+        with self._notifier.watching(workflow_id):
+            while True:
+                seen = self._notifier.generation(workflow_id)
+                record = await self._store.get_workflow(workflow_id)
+                if record is None:
+                    raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
+                if record.status is WorkflowStatus.COMPLETED:
+                    definition = self.registry.workflows.get(record.workflow_name)
+                    hint = definition.result_hint if definition is not None else Any
+                    return self._env.codec.decode(
+                        record.result,
+                        record.serializer,
+                        hint,
+                        what=f"the result of workflow {workflow_id!r}",
+                    )
+                if record.status.is_terminal or record.status is WorkflowStatus.PARKED:
+                    raise _failure(record)
+                now = self._clock.now()
+                if deadline is not None and now >= deadline:
+                    raise TimeoutError(
+                        f"workflow {workflow_id!r} is still {record.status} after the timeout"
+                    )
+                until = now + self._env.poll_interval
+                if deadline is not None:
+                    until = min(until, deadline)
+                await self._notifier.wait(workflow_id, until, since=seen)
 
 
 def _failure(record: WorkflowRecord) -> WorkflowFailedError:

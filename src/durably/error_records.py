@@ -26,11 +26,18 @@ def error_to_info(
 ) -> ErrorInfo:
     """Describe an exception for storage; the formatter redacts what must not be stored.
 
-    The traceback keeps only frames (no message line), so the formatter sees every
-    piece of text derived from the exception's arguments.
+    The traceback keeps only frame locations (file, line, function): no message line
+    and no source text, so the formatter sees every piece of text derived from the
+    exception and no literal from the code is stored.
     """
     error_type = type(error)
-    frames = "".join(traceback.format_tb(error.__traceback__)) or None
+    frames = (
+        "".join(
+            f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
+            for frame in traceback.extract_tb(error.__traceback__)
+        )
+        or None
+    )
     return ErrorInfo(
         type=error_type.__qualname__,
         module=error_type.__module__,

@@ -18,10 +18,19 @@ class Notifier:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._generations: dict[str, int] = {}
+        self._watchers: dict[str, int] = {}
         self.work_due = asyncio.Event()
+
+    def generation(self, workflow_id: str) -> int:
+        """A counter of notifications about ``workflow_id``; read it before looking at the
+        store and pass it to :meth:`wait` so that a change in between is not missed."""
+        return self._generations.get(workflow_id, 0)
 
     def notify(self, workflow_id: str) -> None:
         """Wake everything waiting on ``workflow_id``."""
+        if workflow_id in self._generations:
+            self._generations[workflow_id] += 1
         for waiter in self._waiters.pop(workflow_id, ()):
             if not waiter.done():
                 waiter.set_result(None)
@@ -30,12 +39,23 @@ class Notifier:
         """Tell the scheduler to look for claimable work now."""
         self.work_due.set()
 
-    async def wait(self, workflow_id: str, until: int | None) -> bool:
+    def watching(self, workflow_id: str) -> _Watch:
+        """Count notifications about ``workflow_id`` while the returned context is open."""
+        return _Watch(self, workflow_id)
+
+    async def wait(self, workflow_id: str, until: int | None, *, since: int | None = None) -> bool:
         """Wait for a notification on ``workflow_id`` or for the clock to reach ``until``.
+
+        Args:
+            workflow_id: The workflow to wait for.
+            until: When to give up (None: never).
+            since: A :meth:`generation` read earlier: return at once if it moved.
 
         Returns:
             True when notified, False when the time came first.
         """
+        if since is not None and self.generation(workflow_id) != since:
+            return True
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters[workflow_id].add(waiter)
         timer = None if until is None else asyncio.ensure_future(self._clock.sleep_until(until))
@@ -53,3 +73,28 @@ class Notifier:
                 waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[workflow_id]
+
+
+class _Watch:
+    """Keeps a workflow's generation counter alive while someone polls it."""
+
+    def __init__(self, notifier: Notifier, workflow_id: str) -> None:
+        self._notifier = notifier
+        self._workflow_id = workflow_id
+
+    def __enter__(self) -> _Watch:
+        generations = self._notifier._generations
+        generations.setdefault(self._workflow_id, 0)
+        self._notifier._watchers[self._workflow_id] = (
+            self._notifier._watchers.get(self._workflow_id, 0) + 1
+        )
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        watchers = self._notifier._watchers
+        remaining = watchers.get(self._workflow_id, 1) - 1
+        if remaining:
+            watchers[self._workflow_id] = remaining
+        else:
+            watchers.pop(self._workflow_id, None)
+            self._notifier._generations.pop(self._workflow_id, None)

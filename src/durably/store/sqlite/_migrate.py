@@ -28,6 +28,25 @@ def latest_version() -> int:
     return migrations()[-1][0]
 
 
+def check_version(connection: sqlite3.Connection) -> int:
+    """The database's schema version; refuse one newer than this code.
+
+    Call it before changing anything (even pragmas such as the journal mode, which
+    rewrite the file header), so that a refused database is left untouched.
+
+    Raises:
+        SchemaVersionError: the database is newer than this code.
+    """
+    current = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    latest = latest_version()
+    if current > latest:
+        raise SchemaVersionError(
+            f"the database schema is version {current}, newer than this durably "
+            f"supports ({latest}): upgrade durably (pip install -U durably) to open it"
+        )
+    return current
+
+
 def migrate(connection: sqlite3.Connection) -> int:
     """Bring the schema up to date in one ``BEGIN IMMEDIATE`` transaction.
 
@@ -39,13 +58,8 @@ def migrate(connection: sqlite3.Connection) -> int:
     """
     connection.execute("BEGIN IMMEDIATE")
     try:
-        current = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        current = check_version(connection)
         latest = latest_version()
-        if current > latest:
-            raise SchemaVersionError(
-                f"the database schema is version {current}, newer than this durably "
-                f"supports ({latest}): upgrade durably (pip install -U durably) to open it"
-            )
         for version, sql in migrations():
             if version > current:
                 for statement in _statements(sql):

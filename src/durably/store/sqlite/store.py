@@ -40,7 +40,7 @@ from durably.models import (
     allowed_sources,
 )
 from durably.store._queries import load_queries
-from durably.store.sqlite._migrate import migrate
+from durably.store.sqlite._migrate import check_version, migrate
 from durably.store.sqlite._writer import SqliteWriter
 
 T = TypeVar("T")
@@ -98,6 +98,11 @@ class SqliteStore:
 
     def _open_sync(self) -> None:
         self._create_file()
+        plain = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            check_version(plain)
+        finally:
+            plain.close()
         connection = self._connect()
         try:
             migrate(connection)
