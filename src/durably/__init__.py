@@ -7,7 +7,7 @@ process at any point and the workflow resumes from the last completed step.
 from __future__ import annotations
 
 from durably.codec import JsonSerializer, PickleSerializer, Serializer
-from durably.context import Context, StepInfo, current_step
+from durably.context import Context
 from durably.engine import Durably, RecoveryReport
 from durably.errors import (
     AppClosedError,
@@ -35,6 +35,7 @@ from durably.handles import WorkflowHandle, WorkflowInfo
 from durably.models import ErrorInfo, WorkflowStatus
 from durably.observers import Observer
 from durably.retry import RetryPolicy
+from durably.step_call import StepInfo, current_step
 from durably.store import MemoryStore, SqliteStore, Store, open_store
 from durably.sync import SyncDurably, SyncWorkflowHandle
 from durably.sync_context import SyncContext

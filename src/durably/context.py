@@ -9,23 +9,18 @@ first unrecorded one runs live and is recorded.
 from __future__ import annotations
 
 import asyncio
-import inspect
-import random
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
-from durably.clock import Clock
-from durably.codec import PayloadCodec, return_hint
+from durably.codec import return_hint
+from durably.environment import RunEnvironment, to_micros
 from durably.error_records import error_to_info, rebuild_error
 from durably.errors import (
     LeaseLostError,
     NonDeterminismError,
     PayloadError,
-    StepTimeoutError,
     StoreError,
     _Abandon,
     _Suspend,
@@ -41,74 +36,13 @@ from durably.models import (
     OperationStatus,
     micros_to_datetime,
 )
-from durably.notifier import Notifier
-from durably.observers import ObserverSet
 from durably.replay import compensation_seq, recorded_operation
 from durably.retry import RetryPolicy
 from durably.saga import Compensation, CompensationStack
-from durably.store.base import Store
+from durably.step_call import StepInfo, call_step_function
 
 R = TypeVar("R")
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StepInfo:
-    """The step running now, as seen from inside its function."""
-
-    workflow_id: str
-    seq: int
-    name: str
-    attempt: int
-
-    @property
-    def idempotency_key(self) -> str:
-        """A key unique to this step of this workflow, stable across retries and
-        recoveries: pass it to external APIs so that a re-run step is not applied twice."""
-        return f"{self.workflow_id}:{self.seq}"
-
-
-_current_step: ContextVar[StepInfo | None] = ContextVar("durably_current_step", default=None)
-#: The context of the workflow whose body is running (None inside steps and outside).
-current_workflow_context: ContextVar[object | None] = ContextVar(
-    "durably_current_workflow_context", default=None
-)
-
-
-def current_step() -> StepInfo:
-    """The step whose function is running now.
-
-    Raises:
-        RuntimeError: called outside a step function.
-    """
-    info = _current_step.get()
-    if info is None:
-        raise RuntimeError("durably.current_step() is only available inside a step function")
-    return info
-
-
-@dataclass(slots=True, kw_only=True)
-class RunEnvironment:
-    """Services shared by every run of one app."""
-
-    store: Store
-    codec: PayloadCodec
-    clock: Clock
-    notifier: Notifier
-    observers: ObserverSet
-    error_formatter: Callable[[BaseException], str]
-    inline_wait: int
-    poll_interval: int
-    rng: random.Random
-    compensation_retry: RetryPolicy
-
-
-def _micros(duration: timedelta | float) -> int:
-    if isinstance(duration, timedelta):
-        return (duration.days * 86_400 + duration.seconds) * 1_000_000 + duration.microseconds
-    if isinstance(duration, bool) or not isinstance(duration, int | float):
-        raise TypeError(f"a duration must be a timedelta or seconds, not {duration!r}")
-    return round(duration * 1_000_000)
 
 
 class Context:
@@ -214,7 +148,7 @@ class Context:
         entry = None
         if compensate is not None:
             entry = self.compensations.register(f"{name}:compensate", compensate, armed=False)
-        timeout_micros = None if timeout is None else _micros(timeout)
+        timeout_micros = None if timeout is None else to_micros(timeout)
         return self._track(self._step(seq, name, fn, args, kwargs, retry, timeout_micros, entry))
 
     def on_failure(
@@ -242,7 +176,7 @@ class Context:
         it by replay.
         """
         validate_identifier(name, "sleep name")
-        micros = _micros(duration)
+        micros = to_micros(duration)
         return self._track(self._sleep(self._take_seq(), name, micros))
 
     @overload
@@ -275,7 +209,7 @@ class Context:
             The signal's payload, or None on timeout.
         """
         validate_identifier(name, "signal name")
-        micros = None if timeout is None else _micros(timeout)
+        micros = None if timeout is None else to_micros(timeout)
         return self._track(self._wait_signal(self._take_seq(), name, micros, payload_type))
 
     def now(self) -> Coroutine[Any, Any, datetime]:
@@ -386,15 +320,22 @@ class Context:
             task.uncancel()
         return _fresh(self._interrupt)
 
-    async def _record(self, operation: OperationRecord) -> None:
+    async def _fenced(self, write: Awaitable[T], what: str) -> T:
+        """Await a fenced store write; a lost lease or a failed store abandons the run
+        (nothing more is written; the workflow is recovered later)."""
         try:
-            await self._env.store.record_operation(self._fence, operation)
-            self._env.notifier.notify(self.workflow_id)
+            return await write
         except LeaseLostError as error:
             raise _Abandon(str(error)) from error
         except StoreError as error:
-            self._env.observers.emit("on_error", self.workflow_id, "record_operation", error)
+            self._env.observers.emit("on_error", self.workflow_id, what, error)
             raise _Abandon(f"store failed: {error}") from error
+
+    async def _record(self, operation: OperationRecord) -> None:
+        await self._fenced(
+            self._env.store.record_operation(self._fence, operation), "record_operation"
+        )
+        self._env.notifier.notify(self.workflow_id)
 
     async def _step(
         self,
@@ -535,13 +476,7 @@ class Context:
         )
 
     async def _record_attempt(self, attempt: AttemptRecord) -> None:
-        try:
-            await self._env.store.record_attempt(self._fence, attempt)
-        except LeaseLostError as error:
-            raise _Abandon(str(error)) from error
-        except StoreError as error:
-            self._env.observers.emit("on_error", self.workflow_id, "record_attempt", error)
-            raise _Abandon(f"store failed: {error}") from error
+        await self._fenced(self._env.store.record_attempt(self._fence, attempt), "record_attempt")
 
     async def _call(
         self,
@@ -553,48 +488,16 @@ class Context:
         name: str,
         attempt: int,
     ) -> Any:
-        step_token = _current_step.set(
-            StepInfo(workflow_id=self.workflow_id, seq=seq, name=name, attempt=attempt)
-        )
-        context_token = current_workflow_context.set(None)
+        info = StepInfo(workflow_id=self.workflow_id, seq=seq, name=name, attempt=attempt)
         try:
-            if inspect.iscoroutinefunction(fn):
-                call: Awaitable[Any] = fn(*args, **kwargs)
-            else:
-                call = asyncio.to_thread(fn, *args, **kwargs)
-            if timeout is None:
-                result = await call
-            else:
-                result = await self._with_timeout(call, timeout, name)
-            if inspect.isawaitable(result):
-                result = await result
-            return result
+            return await call_step_function(
+                fn, args, kwargs, info=info, clock=self._env.clock, timeout=timeout
+            )
         except asyncio.CancelledError:
             converted = self._converted_cancellation()
             if converted is None:
                 raise
             raise converted from None
-        finally:
-            current_workflow_context.reset(context_token)
-            _current_step.reset(step_token)
-
-    async def _with_timeout(self, call: Awaitable[Any], timeout: int, name: str) -> Any:
-        clock = self._env.clock
-        deadline = clock.now() + timeout
-        work = asyncio.ensure_future(call)
-        timer = asyncio.ensure_future(clock.sleep_until(deadline))
-        try:
-            await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            timer.cancel()
-            if not work.done():
-                work.cancel()
-        if work.cancelled() or not work.done():
-            raise StepTimeoutError(
-                f"step {name!r} of workflow {self.workflow_id!r} ran longer than its "
-                f"timeout ({timedelta(microseconds=timeout)}) and was failed"
-            )
-        return work.result()
 
     async def _wait_until(self, moment: int, reason: str) -> None:
         """Wait in memory if the wait is short, else unwind the workflow until then."""
@@ -710,13 +613,9 @@ class Context:
             finished_at=now,
             wake_at=deadline,
         )
-        try:
-            signal = await self._env.store.consume_signal(self._fence, template)
-        except LeaseLostError as error:
-            raise _Abandon(str(error)) from error
-        except StoreError as error:
-            self._env.observers.emit("on_error", self.workflow_id, "consume_signal", error)
-            raise _Abandon(f"store failed: {error}") from error
+        signal = await self._fenced(
+            self._env.store.consume_signal(self._fence, template), "consume_signal"
+        )
         return None if signal is None else (signal.payload, signal.serializer)
 
     async def _recorded_value(

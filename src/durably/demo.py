@@ -23,12 +23,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from durably.context import Context, current_step
+from durably.context import Context
 from durably.engine import Durably
 from durably.errors import WorkflowFailedError
 from durably.handles import WorkflowHandle
 from durably.models import OperationKind, OperationStatus, micros_to_datetime
 from durably.retry import RetryPolicy
+from durably.step_call import current_step
 from durably.store.sqlite import SqliteStore
 
 #: A child process started with this variable blocks inside ``pack_order`` until killed.

@@ -16,11 +16,8 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from durably.clock import Clock, SystemClock
 from durably.codec import PayloadCodec, Serializer
-from durably.context import (
-    Context,
-    RunEnvironment,
-    current_workflow_context,
-)
+from durably.context import Context
+from durably.environment import RunEnvironment
 from durably.error_records import default_error_formatter, rebuild_error
 from durably.errors import (
     AppClosedError,
@@ -39,6 +36,7 @@ from durably.observers import Observer, ObserverSet
 from durably.registry import DEFINITION_ATTRIBUTE, Registry, StepDefinition
 from durably.retry import DEFAULT_COMPENSATION_RETRY, RetryPolicy
 from durably.runner import WorkflowRun
+from durably.step_call import current_workflow_context
 from durably.store import Store, open_store
 from durably.worker import Worker, default_executor_id
 

@@ -6,7 +6,8 @@ import asyncio
 import logging
 from typing import Any
 
-from durably.context import Context, RunEnvironment, current_workflow_context
+from durably.context import Context
+from durably.environment import RunEnvironment
 from durably.error_records import error_to_info
 from durably.errors import (
     CompensationError,
@@ -23,6 +24,7 @@ from durably.errors import (
 from durably.models import Fence, WorkflowRecord, WorkflowStatus, micros_to_datetime
 from durably.registry import WorkflowDefinition
 from durably.replay import check_fully_replayed
+from durably.step_call import current_workflow_context
 from durably.sync_context import run_sync_body
 
 logger = logging.getLogger("durably.runner")

@@ -15,10 +15,11 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from durably.context import Context, current_workflow_context
+from durably.context import Context
 from durably.errors import _Abandon
 from durably.registry import StepDefinition
 from durably.retry import RetryPolicy
+from durably.step_call import current_workflow_context
 
 R = TypeVar("R")
 T = TypeVar("T")

@@ -1,0 +1,97 @@
+"""Calling a step's function: the current-step context, threads for ``def``, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from durably.clock import Clock
+from durably.errors import StepTimeoutError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepInfo:
+    """The step running now, as seen from inside its function."""
+
+    workflow_id: str
+    seq: int
+    name: str
+    attempt: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """A key unique to this step of this workflow, stable across retries and
+        recoveries: pass it to external APIs so that a re-run step is not applied twice."""
+        return f"{self.workflow_id}:{self.seq}"
+
+
+_current_step: ContextVar[StepInfo | None] = ContextVar("durably_current_step", default=None)
+#: The context of the workflow whose body is running (None inside steps and outside).
+current_workflow_context: ContextVar[object | None] = ContextVar(
+    "durably_current_workflow_context", default=None
+)
+
+
+def current_step() -> StepInfo:
+    """The step whose function is running now.
+
+    Raises:
+        RuntimeError: called outside a step function.
+    """
+    info = _current_step.get()
+    if info is None:
+        raise RuntimeError("durably.current_step() is only available inside a step function")
+    return info
+
+
+async def call_step_function(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    info: StepInfo,
+    clock: Clock,
+    timeout: int | None,
+) -> Any:
+    """Run one attempt of a step: ``async def`` on the loop, ``def`` in a worker thread,
+    failed with :class:`StepTimeoutError` at ``timeout`` microseconds."""
+    step_token = _current_step.set(info)
+    context_token = current_workflow_context.set(None)
+    try:
+        if inspect.iscoroutinefunction(fn):
+            call: Awaitable[Any] = fn(*args, **kwargs)
+        else:
+            call = asyncio.to_thread(fn, *args, **kwargs)
+        if timeout is None:
+            result = await call
+        else:
+            result = await _with_timeout(call, timeout, info, clock)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+    finally:
+        current_workflow_context.reset(context_token)
+        _current_step.reset(step_token)
+
+
+async def _with_timeout(call: Awaitable[Any], timeout: int, info: StepInfo, clock: Clock) -> Any:
+    deadline = clock.now() + timeout
+    work = asyncio.ensure_future(call)
+    timer = asyncio.ensure_future(clock.sleep_until(deadline))
+    try:
+        await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        timer.cancel()
+        if not work.done():
+            work.cancel()
+    if work.cancelled() or not work.done():
+        raise StepTimeoutError(
+            f"step {info.name!r} of workflow {info.workflow_id!r} ran longer than its "
+            f"timeout ({timedelta(microseconds=timeout)}) and was failed"
+        )
+    return work.result()
