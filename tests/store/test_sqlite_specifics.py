@@ -202,3 +202,27 @@ async def test_store_is_unusable_when_closed(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="open"):
         await store.get_workflow("x")
     assert NOW
+
+
+async def test_a_write_blocked_by_another_process_waits_off_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    """When another connection holds the write lock, the write is retried by the writer
+    thread (the event loop keeps running) and commits once the lock is released."""
+    path = tmp_path / "locked.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        fence = await claimed(store)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.ensure_future(store.record_operation(fence, operation()))
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert not write.done()
+        other.execute("COMMIT")
+        other.close()
+        await write
+        assert 0 in (await store.load_history("w-1")).operations
+    finally:
+        await store.close()

@@ -1,7 +1,7 @@
 """SqliteStore: the store protocol over the standard library's sqlite3.
 
-One file in WAL mode. Writes go through a single writer thread that group-commits
-(``_writer.py``); reads use their own connection on a reader thread. Timestamps are
+One file in WAL mode. Writes go through a single writer that group-commits
+(``_writer.py``); reads use their own connection. Timestamps are
 integer UTC epoch microseconds; every query is a named, parameterised statement from
 ``queries.sql``.
 """
@@ -13,9 +13,7 @@ import dataclasses
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,9 +67,7 @@ class SqliteStore:
         self.path = Path(path)
         self.synchronous = level
         self._writer: SqliteWriter | None = None
-        self._reader: ThreadPoolExecutor | None = None
-        self._local = threading.local()
-        self._reader_connections: list[sqlite3.Connection] = []
+        self._reader: sqlite3.Connection | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -118,9 +114,9 @@ class SqliteStore:
         except sqlite3.Error as error:
             raise StoreError(f"cannot open SQLite database {self.path}: {error}") from error
         writer = SqliteWriter(self._connect)
-        await asyncio.to_thread(writer.start)
+        writer.start()
         self._writer = writer
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durably-sqlite-reader")
+        self._reader = self._connect()
 
     async def close(self) -> None:
         """Finish pending writes and close every connection."""
@@ -129,14 +125,7 @@ class SqliteStore:
         if writer is not None:
             await asyncio.to_thread(writer.stop)
         if reader is not None:
-            await asyncio.get_running_loop().run_in_executor(reader, self._close_reader)
-            reader.shutdown(wait=True)
-
-    def _close_reader(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-            self._local.connection = None
+            reader.close()
 
     @property
     def writer(self) -> SqliteWriter:
@@ -149,20 +138,14 @@ class SqliteStore:
         return await self.writer.submit(work)
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        # Reads run on the loop thread: in WAL mode they never wait for writers, and a
+        # thread hop would cost ten times the read itself.
         if self._reader is None:
             raise StoreError("the SQLite store is not open; await store.open() first")
-
-        def run() -> T:
-            connection = getattr(self._local, "connection", None)
-            if connection is None:
-                connection = self._connect()
-                self._local.connection = connection
-            try:
-                return work(connection)
-            except sqlite3.Error as error:
-                raise StoreError(f"SQLite read failed: {error}") from error
-
-        return await asyncio.get_running_loop().run_in_executor(self._reader, run)
+        try:
+            return work(self._reader)
+        except sqlite3.Error as error:
+            raise StoreError(f"SQLite read failed: {error}") from error
 
     # -- workflows -------------------------------------------------------------------
 
@@ -347,7 +330,7 @@ class SqliteStore:
 
     async def record_attempt(self, fence: Fence, attempt: AttemptRecord) -> None:
         """Insert a failed attempt, fenced."""
-        params = dataclasses.asdict(attempt)
+        params = _fields(attempt)
         fence_params = _fence_params(fence, attempt.finished_at)
 
         def work(connection: sqlite3.Connection) -> None:
@@ -563,8 +546,13 @@ def _fence_params(fence: Fence, moment: int) -> dict[str, Any]:
     }
 
 
+def _fields(record: Any) -> dict[str, Any]:
+    # dataclasses.asdict deep-copies every value; records hold only immutable values.
+    return {field.name: getattr(record, field.name) for field in dataclasses.fields(record)}
+
+
 def _workflow_params(record: WorkflowRecord) -> dict[str, Any]:
-    params = dataclasses.asdict(record)
+    params = _fields(record)
     params["status"] = str(record.status)
     params["cancel_requested"] = int(record.cancel_requested)
     params["compensate_on_cancel"] = int(record.compensate_on_cancel)
@@ -572,7 +560,7 @@ def _workflow_params(record: WorkflowRecord) -> dict[str, Any]:
 
 
 def _operation_params(operation: OperationRecord) -> dict[str, Any]:
-    params = dataclasses.asdict(operation)
+    params = _fields(operation)
     params["kind"] = str(operation.kind)
     params["status"] = str(operation.status)
     return params
