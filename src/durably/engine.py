@@ -88,6 +88,7 @@ class Durably:
         observers: :class:`~durably.observers.Observer` instances.
         claim_batch_size: How many workflows one claim takes at most.
         compensation_retry: Retry policy of compensations registered without one.
+        id_generator: Makes workflow ids when a start gives none (default: UUID4).
         worker: Run workflows in this process (default). ``False`` makes a client that
             only starts, signals, cancels and queries: its starts stay ``PENDING`` until
             a worker claims them.
@@ -110,6 +111,7 @@ class Durably:
         claim_batch_size: int = 100,
         compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY,
         worker: bool = True,
+        id_generator: Callable[[], str] | None = None,
     ) -> None:
         self._store = open_store(store) if isinstance(store, str) else store
         self.executor_id = validate_identifier(executor_id or default_executor_id(), "executor_id")
@@ -150,6 +152,7 @@ class Durably:
         )
         self._runs: dict[str, tuple[WorkflowRun, asyncio.Task[WorkflowStatus | None]]] = {}
         self._is_worker = worker
+        self._new_id = id_generator or (lambda: str(uuid.uuid4()))
         self._is_open = False
         self._is_closing = False
 
@@ -333,7 +336,7 @@ class Durably:
         self._require_open()
         definition = self.registry.lookup(workflow)
         identifier = validate_identifier(
-            workflow_id if workflow_id is not None else str(uuid.uuid4()), "workflow_id"
+            workflow_id if workflow_id is not None else self._new_id(), "workflow_id"
         )
         arguments = definition.bind_input(args, kwargs)
         encoded = self._env.codec.encode(

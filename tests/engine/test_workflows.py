@@ -333,3 +333,20 @@ async def test_app_methods_refuse_when_closed(app_factory: Callable[..., Durably
     closed = app_factory()
     with pytest.raises(durably.AppClosedError, match="async with"):
         await closed.get_workflow("x")
+
+
+async def test_id_generator_names_workflows_started_without_an_id(
+    app_factory: Callable[..., Durably],
+) -> None:
+    """Durably(id_generator=...) makes the ids of starts that give none."""
+    counter = iter(range(100))
+    app = app_factory(id_generator=lambda: f"job-{next(counter)}")
+
+    @app.workflow()
+    async def job(ctx: Context) -> int:
+        return 1
+
+    async with app:
+        first = await app.start(job)
+        second = await app.start(job)
+    assert (first.workflow_id, second.workflow_id) == ("job-0", "job-1")

@@ -245,8 +245,10 @@ class Store(Protocol):
 
         ``wake_at`` is when a timer wakes it (None: only a signal does). If
         ``waiting_for_signal`` names a signal that already has an unconsumed entry in
-        the inbox, ``wake_at`` is set to ``now`` instead, in the same transaction, so
-        that a signal sent while the workflow was suspending is never lost.
+        the inbox, or a cancellation was requested, ``wake_at`` is set to ``now``
+        instead, in the same transaction, so that a signal or a cancellation that
+        arrived while the workflow was suspending is never lost. ``recovery_attempts``
+        is reset to 0 (the run ended cleanly).
 
         Raises:
             LeaseLostError: ``fence`` no longer matches; nothing was written.
@@ -258,9 +260,10 @@ class Store(Protocol):
     ) -> WorkflowRecord:
         """Record a cancellation request durably.
 
-        If nobody holds the workflow (``PENDING`` or ``SUSPENDED`` with no live owner):
-        without ``compensate`` it becomes ``CANCELLED`` at once; with ``compensate``
-        its ``wake_at`` is set to ``now`` so that an executor claims it and runs its
+        If nobody holds the workflow (``PENDING``, ``SUSPENDED`` or ``PARKED`` with no
+        live owner): without ``compensate`` (or when ``PENDING``: nothing ran) it becomes
+        ``CANCELLED`` at once; with ``compensate`` it becomes ``SUSPENDED`` with
+        ``wake_at`` set to ``now`` so that an executor claims it and runs its
         compensations. A running workflow is left to its owner, which sees the flag.
         Cancelling a ``CANCELLED`` workflow returns it unchanged.
 
