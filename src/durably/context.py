@@ -9,6 +9,7 @@ first unrecorded one runs live and is recorded.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ from durably.models import (
     OperationStatus,
     micros_to_datetime,
 )
+from durably.registry import StepDefinition
 from durably.replay import compensation_seq, recorded_operation
 from durably.retry import RetryPolicy
 from durably.saga import Compensation, CompensationStack
@@ -150,6 +152,30 @@ class Context:
             entry = self.compensations.register(f"{name}:compensate", compensate, armed=False)
         timeout_micros = None if timeout is None else to_micros(timeout)
         return self._track(self._step(seq, name, fn, args, kwargs, retry, timeout_micros, entry))
+
+    def call_step(
+        self, definition: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Coroutine[Any, Any, Any]:
+        """Run a step declared with ``@app.step`` (what calling the decorated function does).
+
+        Raises:
+            TypeError: the step is a plain ``def``: an async workflow cannot block on it.
+        """
+        if not inspect.iscoroutinefunction(definition.fn):
+            raise TypeError(
+                f"step {definition.name!r} is a plain def called from an async workflow; "
+                f"use `await ctx.step({definition.name!r}, {definition.fn.__name__}, ...)` "
+                f"or make it async def"
+            )
+        return self.step(
+            definition.name,
+            definition.fn,
+            *args,
+            retry=definition.retry,
+            timeout=definition.timeout,
+            compensate=definition.compensate,
+            **kwargs,
+        )
 
     def on_failure(
         self,

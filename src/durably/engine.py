@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import random
 import uuid
@@ -16,7 +15,6 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from durably.clock import Clock, SystemClock
 from durably.codec import PayloadCodec, Serializer
-from durably.context import Context
 from durably.environment import RunEnvironment
 from durably.error_records import default_error_formatter, rebuild_error
 from durably.errors import (
@@ -36,7 +34,7 @@ from durably.observers import Observer, ObserverSet
 from durably.registry import DEFINITION_ATTRIBUTE, Registry, StepDefinition
 from durably.retry import DEFAULT_COMPENSATION_RETRY, RetryPolicy
 from durably.runner import WorkflowRun
-from durably.step_call import current_workflow_context
+from durably.step_call import step_function
 from durably.store import Store, open_store
 from durably.worker import Worker, default_executor_id
 
@@ -201,32 +199,7 @@ class Durably:
                 timeout=None if timeout is None else timedelta(microseconds=_micros(timeout)),
                 compensate=compensate,
             )
-            is_async = inspect.iscoroutinefunction(fn)
-
-            @functools.wraps(fn)
-            def call(*args: Any, **kwargs: Any) -> Any:
-                context = current_workflow_context.get()
-                if context is None:
-                    return fn(*args, **kwargs)
-                if isinstance(context, Context):
-                    if not is_async:
-                        raise TypeError(
-                            f"step {definition.name!r} is a plain def called from an async "
-                            f"workflow; use `await ctx.step({definition.name!r}, "
-                            f"{fn.__name__}, ...)` or make it async def"
-                        )
-                    return context.step(
-                        definition.name,
-                        fn,
-                        *args,
-                        retry=definition.retry,
-                        timeout=definition.timeout,
-                        compensate=definition.compensate,
-                        **kwargs,
-                    )
-                return context.call_step(definition, args, kwargs)  # type: ignore[attr-defined]
-
-            return call  # type: ignore[return-value]
+            return step_function(definition)  # type: ignore[return-value]
 
         return declare
 

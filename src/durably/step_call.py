@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -12,6 +13,7 @@ from typing import Any
 
 from durably.clock import Clock
 from durably.errors import StepTimeoutError
+from durably.registry import StepDefinition
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +49,21 @@ def current_step() -> StepInfo:
     if info is None:
         raise RuntimeError("durably.current_step() is only available inside a step function")
     return info
+
+
+def step_function(definition: StepDefinition) -> Callable[..., Any]:
+    """The function ``@app.step`` returns: a durable step inside a workflow (through the
+    running context's ``call_step``), a plain call outside one."""
+    fn = definition.fn
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        context = current_workflow_context.get()
+        if context is None:
+            return fn(*args, **kwargs)
+        return context.call_step(definition, args, kwargs)  # type: ignore[attr-defined]
+
+    return call
 
 
 async def call_step_function(
