@@ -16,75 +16,37 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
 from durably.codec import return_hint
-from durably.environment import RunEnvironment, to_micros
+from durably.context_core import missing_error
+from durably.environment import to_micros
 from durably.error_records import error_to_info, rebuild_error
 from durably.errors import (
-    LeaseLostError,
-    NonDeterminismError,
     PayloadError,
-    StoreError,
-    _Abandon,
-    _Suspend,
 )
 from durably.identifiers import validate_identifier
 from durably.models import (
     AttemptRecord,
-    ErrorInfo,
-    Fence,
-    History,
     OperationKind,
     OperationRecord,
     OperationStatus,
     micros_to_datetime,
 )
 from durably.registry import StepDefinition
-from durably.replay import compensation_seq, recorded_operation
+from durably.replay import compensation_seq
 from durably.retry import RetryPolicy
-from durably.saga import Compensation, CompensationStack
+from durably.saga import Compensation
 from durably.step_call import StepInfo, call_step_function
+from durably.waits import DurableWaits
 
 R = TypeVar("R")
 T = TypeVar("T")
 
 
-class Context:
+class Context(DurableWaits):
     """What a workflow body uses to run durable operations.
 
     Passed as the first argument of every workflow. Not thread-safe; a ``def``
-    workflow receives a :class:`~durably.sync.SyncContext` over this one.
+    workflow receives a :class:`~durably.sync_context.SyncContext` over this one.
     """
-
-    def __init__(
-        self,
-        env: RunEnvironment,
-        *,
-        workflow_id: str,
-        workflow_name: str,
-        fence: Fence,
-        history: History,
-    ) -> None:
-        self.workflow_id = workflow_id
-        self.workflow_name = workflow_name
-        self.compensations = CompensationStack()
-        self.nondeterminism: NonDeterminismError | None = None
-        self.visited: set[int] = set()
-        self._env = env
-        self._fence = fence
-        self._history = history
-        self._next_seq = 0
-        self._last_recorded_seq = max((s for s in history.operations if s >= 0), default=-1)
-        self._interrupt: BaseException | None = None
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._compensating = False
-
-    # -- public API ---------------------------------------------------------------
-
-    @property
-    def is_replaying(self) -> bool:
-        """True while the body is re-running operations that are already recorded."""
-        return self._next_seq <= self._last_recorded_seq
 
     @overload
     def step(
@@ -195,49 +157,6 @@ class Context:
         )
         self.compensations.register(label, fn, args=args, retry=retry, armed=True)
 
-    def sleep(self, name: str, duration: timedelta | float) -> Coroutine[Any, Any, None]:
-        """Sleep durably: the wake-up time is recorded once and never extended by replay.
-
-        A long sleep unwinds the workflow (it holds no memory) and the timer re-runs
-        it by replay.
-        """
-        validate_identifier(name, "sleep name")
-        micros = to_micros(duration)
-        return self._track(self._sleep(self._take_seq(), name, micros))
-
-    @overload
-    def wait_signal(
-        self, name: str, *, timeout: timedelta | float | None = ...
-    ) -> Coroutine[Any, Any, Any]: ...
-
-    @overload
-    def wait_signal(
-        self, name: str, *, timeout: timedelta | float | None = ..., payload_type: type[T]
-    ) -> Coroutine[Any, Any, T | None]: ...
-
-    def wait_signal(
-        self,
-        name: str,
-        *,
-        timeout: timedelta | float | None = None,
-        payload_type: object = Any,
-    ) -> Coroutine[Any, Any, Any]:
-        """Wait for the oldest unconsumed signal ``name`` sent to this workflow.
-
-        Signals sent before the wait are kept (FIFO per name). The timeout is durable.
-
-        Args:
-            name: The signal's name.
-            timeout: Give up after this long; the deadline survives restarts.
-            payload_type: The payload's type, used to decode it (e.g. a dataclass).
-
-        Returns:
-            The signal's payload, or None on timeout.
-        """
-        validate_identifier(name, "signal name")
-        micros = None if timeout is None else to_micros(timeout)
-        return self._track(self._wait_signal(self._take_seq(), name, micros, payload_type))
-
     def now(self) -> Coroutine[Any, Any, datetime]:
         """The current time, recorded: replay returns the same value."""
         return self._track(
@@ -268,21 +187,6 @@ class Context:
 
     # -- used by the runner ---------------------------------------------------------
 
-    def interrupt(self, error: BaseException) -> None:
-        """Make the next live operation raise ``error`` (the first interrupt wins,
-        except that abandoning the run overrides everything)."""
-        if self._interrupt is None or isinstance(error, _Abandon):
-            self._interrupt = error
-
-    @property
-    def interruption(self) -> BaseException | None:
-        """The pending interrupt, if any."""
-        return self._interrupt
-
-    async def wait_until_idle(self) -> None:
-        """Wait until no operation started by the body is still in flight."""
-        await self._idle.wait()
-
     async def run_compensation(self, entry: Compensation) -> None:
         """Run one compensation as a durable operation (skipped if already recorded)."""
         self._compensating = True
@@ -290,7 +194,7 @@ class Context:
         recorded = self._replayed(seq, OperationKind.COMPENSATION, entry.name)
         if recorded is not None:
             if recorded.status is OperationStatus.FAILED:
-                raise rebuild_error(recorded.error_info or _unknown_error())
+                raise rebuild_error(recorded.error_info or missing_error())
             return
         await self._run_attempts(
             seq=seq,
@@ -305,63 +209,6 @@ class Context:
         )
 
     # -- internals ----------------------------------------------------------------
-
-    def _take_seq(self) -> int:
-        seq = self._next_seq
-        self._next_seq += 1
-        self.visited.add(seq)
-        return seq
-
-    async def _track(self, operation: Coroutine[Any, Any, T]) -> T:
-        self._in_flight += 1
-        self._idle.clear()
-        try:
-            return await operation
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
-
-    def _replayed(self, seq: int, kind: OperationKind, name: str) -> OperationRecord | None:
-        try:
-            return recorded_operation(
-                self._history, workflow_id=self.workflow_id, seq=seq, kind=kind, name=name
-            )
-        except NonDeterminismError as error:
-            self.nondeterminism = self.nondeterminism or error
-            raise
-
-    def _raise_if_interrupted(self) -> None:
-        if self._interrupt is not None and not (
-            self._compensating and not isinstance(self._interrupt, _Abandon)
-        ):
-            raise _fresh(self._interrupt)
-
-    def _converted_cancellation(self) -> BaseException | None:
-        """The error to raise instead of a CancelledError caused by an interrupt."""
-        if self._interrupt is None:
-            return None
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        return _fresh(self._interrupt)
-
-    async def _fenced(self, write: Awaitable[T], what: str) -> T:
-        """Await a fenced store write; a lost lease or a failed store abandons the run
-        (nothing more is written; the workflow is recovered later)."""
-        try:
-            return await write
-        except LeaseLostError as error:
-            raise _Abandon(str(error)) from error
-        except StoreError as error:
-            self._env.observers.emit("on_error", self.workflow_id, what, error)
-            raise _Abandon(f"store failed: {error}") from error
-
-    async def _record(self, operation: OperationRecord) -> None:
-        await self._fenced(
-            self._env.store.record_operation(self._fence, operation), "record_operation"
-        )
-        self._env.notifier.notify(self.workflow_id)
 
     async def _step(
         self,
@@ -378,7 +225,7 @@ class Context:
         recorded = self._replayed(seq, OperationKind.STEP, name)
         if recorded is not None:
             if recorded.status is OperationStatus.FAILED:
-                raise rebuild_error(recorded.error_info or _unknown_error())
+                raise rebuild_error(recorded.error_info or missing_error())
             value = self._env.codec.decode(
                 recorded.result, recorded.serializer, hint, what=self._describe(seq, name)
             )
@@ -525,125 +372,6 @@ class Context:
                 raise
             raise converted from None
 
-    async def _wait_until(self, moment: int, reason: str) -> None:
-        """Wait in memory if the wait is short, else unwind the workflow until then."""
-        now = self._env.clock.now()
-        if moment <= now:
-            return
-        if moment - now > self._env.inline_wait and not self._compensating:
-            raise _Suspend(moment, f"{reason} until {micros_to_datetime(moment).isoformat()}")
-        try:
-            await self._env.clock.sleep_until(moment)
-        except asyncio.CancelledError:
-            converted = self._converted_cancellation()
-            if converted is None:
-                raise
-            raise converted from None
-
-    async def _sleep(self, seq: int, name: str, duration: int) -> None:
-        recorded = self._replayed(seq, OperationKind.SLEEP, name)
-        if recorded is None:
-            self._raise_if_interrupted()
-            now = self._env.clock.now()
-            wake_at = now + duration
-            await self._record(
-                OperationRecord(
-                    workflow_id=self.workflow_id,
-                    seq=seq,
-                    kind=OperationKind.SLEEP,
-                    name=name,
-                    status=OperationStatus.WAITING,
-                    started_at=now,
-                    wake_at=wake_at,
-                )
-            )
-        else:
-            wake_at = recorded.wake_at or recorded.started_at
-            if wake_at <= self._env.clock.now():
-                return
-            self._raise_if_interrupted()
-        await self._wait_until(wake_at, f"sleep {name!r}")
-
-    async def _wait_signal(
-        self, seq: int, name: str, timeout: int | None, payload_type: object
-    ) -> Any:
-        env = self._env
-        what = f"signal {name!r} sent to workflow {self.workflow_id!r}"
-        recorded = self._replayed(seq, OperationKind.SIGNAL, name)
-        if recorded is not None and recorded.status is OperationStatus.COMPLETED:
-            return env.codec.decode(recorded.result, recorded.serializer, payload_type, what=what)
-        self._raise_if_interrupted()
-        if recorded is not None:
-            started, deadline = recorded.started_at, recorded.wake_at
-        else:
-            started = env.clock.now()
-            deadline = None if timeout is None else started + timeout
-            if deadline is not None:
-                await self._record(
-                    OperationRecord(
-                        workflow_id=self.workflow_id,
-                        seq=seq,
-                        kind=OperationKind.SIGNAL,
-                        name=name,
-                        status=OperationStatus.WAITING,
-                        started_at=started,
-                        wake_at=deadline,
-                    )
-                )
-        inline_until = env.clock.now() + env.inline_wait
-        with env.notifier.watching(self.workflow_id):
-            while True:
-                seen = env.notifier.generation(self.workflow_id)
-                now = env.clock.now()
-                consumed = await self._consume(seq, name, started, deadline, now)
-                if consumed is not None:
-                    return env.codec.decode(consumed[0], consumed[1], payload_type, what=what)
-                if deadline is not None and now >= deadline:
-                    await self._record(
-                        OperationRecord(
-                            workflow_id=self.workflow_id,
-                            seq=seq,
-                            kind=OperationKind.SIGNAL,
-                            name=name,
-                            status=OperationStatus.COMPLETED,
-                            started_at=started,
-                            finished_at=now,
-                            wake_at=deadline,
-                        )
-                    )
-                    return None
-                if now >= inline_until:
-                    raise _Suspend(deadline, f"waiting for signal {name!r}", signal=name)
-                until = min(inline_until, now + env.poll_interval)
-                if deadline is not None:
-                    until = min(until, deadline)
-                try:
-                    await env.notifier.wait(self.workflow_id, until, since=seen)
-                except asyncio.CancelledError:
-                    converted = self._converted_cancellation()
-                    if converted is None:
-                        raise
-                    raise converted from None
-                self._raise_if_interrupted()
-
-    async def _consume(
-        self, seq: int, name: str, started: int, deadline: int | None, now: int
-    ) -> tuple[str | None, str] | None:
-        template = OperationRecord(
-            workflow_id=self.workflow_id,
-            seq=seq,
-            kind=OperationKind.SIGNAL,
-            name=name,
-            status=OperationStatus.COMPLETED,
-            started_at=started,
-            finished_at=now,
-            wake_at=deadline,
-        )
-        signal = await self._fenced(
-            self._env.store.consume_signal(self._fence, template), "consume_signal"
-        )
-        return None if signal is None else (signal.payload, signal.serializer)
-
     async def _recorded_value(
         self, seq: int, kind: OperationKind, name: str, produce: Callable[[], T], hint: type[T]
     ) -> T:
@@ -670,23 +398,3 @@ class Context:
             )
         )
         return value
-
-    def _describe(self, seq: int, name: str) -> str:
-        return (
-            f"the result of step {name!r} (operation #{seq}) of workflow "
-            f"{self.workflow_name!r} (id {self.workflow_id!r})"
-        )
-
-
-def _fresh(error: BaseException) -> BaseException:
-    """A new instance of an interrupt error, so tracebacks do not pile up on one object."""
-    if isinstance(error, _Abandon):
-        return _Abandon(error.reason)
-    try:
-        return type(error)(*error.args)
-    except Exception:
-        return error
-
-
-def _unknown_error() -> ErrorInfo:
-    return ErrorInfo(type="StepError", message="the recorded error is missing")

@@ -1,0 +1,178 @@
+"""State and plumbing shared by every durable operation of a workflow context.
+
+Sequence numbers, replay lookups, interrupts (cancellation, deadline, abandon), fenced
+writes and waits that either stay in memory or unwind the workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
+
+from durably.environment import RunEnvironment
+from durably.errors import (
+    LeaseLostError,
+    NonDeterminismError,
+    StoreError,
+    _Abandon,
+    _Suspend,
+)
+from durably.models import (
+    ErrorInfo,
+    Fence,
+    History,
+    OperationKind,
+    OperationRecord,
+    micros_to_datetime,
+)
+from durably.replay import recorded_operation
+from durably.saga import CompensationStack
+
+T = TypeVar("T")
+
+
+class ContextCore:
+    """The part of a workflow context that operations are built on."""
+
+    def __init__(
+        self,
+        env: RunEnvironment,
+        *,
+        workflow_id: str,
+        workflow_name: str,
+        fence: Fence,
+        history: History,
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.workflow_name = workflow_name
+        self.compensations = CompensationStack()
+        self.nondeterminism: NonDeterminismError | None = None
+        self.visited: set[int] = set()
+        self._env = env
+        self._fence = fence
+        self._history = history
+        self._next_seq = 0
+        self._last_recorded_seq = max((s for s in history.operations if s >= 0), default=-1)
+        self._interrupt: BaseException | None = None
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._compensating = False
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while the body is re-running operations that are already recorded."""
+        return self._next_seq <= self._last_recorded_seq
+
+    # -- used by the runner ---------------------------------------------------------
+
+    def interrupt(self, error: BaseException) -> None:
+        """Make the next live operation raise ``error`` (the first interrupt wins,
+        except that abandoning the run overrides everything)."""
+        if self._interrupt is None or isinstance(error, _Abandon):
+            self._interrupt = error
+
+    @property
+    def interruption(self) -> BaseException | None:
+        """The pending interrupt, if any."""
+        return self._interrupt
+
+    async def wait_until_idle(self) -> None:
+        """Wait until no operation started by the body is still in flight."""
+        await self._idle.wait()
+
+    # -- internals ----------------------------------------------------------------
+
+    def _take_seq(self) -> int:
+        seq = self._next_seq
+        self._next_seq += 1
+        self.visited.add(seq)
+        return seq
+
+    async def _track(self, operation: Coroutine[Any, Any, T]) -> T:
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await operation
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    def _replayed(self, seq: int, kind: OperationKind, name: str) -> OperationRecord | None:
+        try:
+            return recorded_operation(
+                self._history, workflow_id=self.workflow_id, seq=seq, kind=kind, name=name
+            )
+        except NonDeterminismError as error:
+            self.nondeterminism = self.nondeterminism or error
+            raise
+
+    def _raise_if_interrupted(self) -> None:
+        if self._interrupt is not None and not (
+            self._compensating and not isinstance(self._interrupt, _Abandon)
+        ):
+            raise _fresh(self._interrupt)
+
+    def _converted_cancellation(self) -> BaseException | None:
+        """The error to raise instead of a CancelledError caused by an interrupt."""
+        if self._interrupt is None:
+            return None
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return _fresh(self._interrupt)
+
+    async def _fenced(self, write: Awaitable[T], what: str) -> T:
+        """Await a fenced store write; a lost lease or a failed store abandons the run
+        (nothing more is written; the workflow is recovered later)."""
+        try:
+            return await write
+        except LeaseLostError as error:
+            raise _Abandon(str(error)) from error
+        except StoreError as error:
+            self._env.observers.emit("on_error", self.workflow_id, what, error)
+            raise _Abandon(f"store failed: {error}") from error
+
+    async def _record(self, operation: OperationRecord) -> None:
+        await self._fenced(
+            self._env.store.record_operation(self._fence, operation), "record_operation"
+        )
+        self._env.notifier.notify(self.workflow_id)
+
+    async def _wait_until(self, moment: int, reason: str) -> None:
+        """Wait in memory if the wait is short, else unwind the workflow until then."""
+        now = self._env.clock.now()
+        if moment <= now:
+            return
+        if moment - now > self._env.inline_wait and not self._compensating:
+            raise _Suspend(moment, f"{reason} until {micros_to_datetime(moment).isoformat()}")
+        try:
+            await self._env.clock.sleep_until(moment)
+        except asyncio.CancelledError:
+            converted = self._converted_cancellation()
+            if converted is None:
+                raise
+            raise converted from None
+
+    def _describe(self, seq: int, name: str) -> str:
+        return (
+            f"the result of step {name!r} (operation #{seq}) of workflow "
+            f"{self.workflow_name!r} (id {self.workflow_id!r})"
+        )
+
+
+def _fresh(error: BaseException) -> BaseException:
+    """A new instance of an interrupt error, so tracebacks do not pile up on one object."""
+    if isinstance(error, _Abandon):
+        return _Abandon(error.reason)
+    try:
+        return type(error)(*error.args)
+    except Exception:
+        return error
+
+
+def missing_error() -> ErrorInfo:
+    """Stands in for a FAILED record whose error text is missing."""
+    return ErrorInfo(type="StepError", message="the recorded error is missing")
