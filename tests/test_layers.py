@@ -1,0 +1,60 @@
+"""Imports flow one way (STYLE.md): lower layers never import higher ones."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parents[1] / "src" / "durably"
+
+#: Modules that must not import the modules listed for them.
+FORBIDDEN = {
+    "store": {
+        "durably.engine",
+        "durably.runner",
+        "durably.context",
+        "durably.worker",
+        "durably.sync",
+    },
+    "models.py": {"durably.store", "durably.engine", "durably.context", "asyncio"},
+    "errors.py": {"durably"},
+    "retry.py": {"asyncio", "durably.store", "durably.engine"},
+    "replay.py": {"asyncio", "durably.store", "durably.engine"},
+    "saga.py": {"asyncio", "durably.store", "durably.engine"},
+    "codec.py": {"asyncio", "durably.store", "durably.engine", "pydantic"},
+    "runner.py": {"durably.engine", "durably.sync"},
+    "context.py": {"durably.engine", "durably.runner", "durably.sync"},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Top-level imports of a module (imports inside functions included)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("target", sorted(FORBIDDEN))
+def test_lower_layers_do_not_import_higher_ones(target: str) -> None:
+    """Each listed module (or package) stays below the layers it must not import."""
+    paths = (
+        sorted((PACKAGE / target).rglob("*.py"))
+        if (PACKAGE / target).is_dir()
+        else [PACKAGE / target]
+    )
+    for path in paths:
+        for name in imported_modules(path):
+            for forbidden in FORBIDDEN[target]:
+                if forbidden == "durably":
+                    assert not name.startswith("durably"), f"{path.name} imports {name}"
+                else:
+                    assert name != forbidden and not name.startswith(forbidden + "."), (
+                        f"{path.relative_to(PACKAGE)} imports {name}"
+                    )
