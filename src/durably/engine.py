@@ -149,6 +149,7 @@ class Durably:
             claim_batch_size=claim_batch_size,
         )
         self._runs: dict[str, tuple[WorkflowRun, asyncio.Task[WorkflowStatus | None]]] = {}
+        self._retry_tasks: set[asyncio.Future[None]] = set()
         self._is_worker = worker
         self._new_id = id_generator or (lambda: str(uuid.uuid4()))
         self._is_open = False
@@ -224,6 +225,8 @@ class Durably:
         if not self._is_open:
             return
         self._is_closing = True
+        for retry in list(self._retry_tasks):
+            retry.cancel()
         if self._is_worker:
             await self._worker.stop()
         runs = list(self._runs.values())
@@ -384,9 +387,23 @@ class Durably:
         entry = self._runs.get(workflow_id)
         if entry is not None and entry[1] is task:
             del self._runs[workflow_id]
+            if entry[0].failed_on_store and self._is_open and not self._is_closing:
+                self._retry_tasks.add(asyncio.ensure_future(self._run_again(entry[0].record)))
         if not task.cancelled() and task.exception() is not None:
             logger.error("workflow %s run crashed", workflow_id, exc_info=task.exception())
         self._notifier.notify(workflow_id)
+
+    async def _run_again(self, record: WorkflowRecord) -> None:
+        """Re-run a workflow whose run stopped on a store failure, after a pause: this
+        executor still owns it, so nobody else would (its fence guards every write)."""
+        task = asyncio.current_task()
+        try:
+            await self._clock.sleep_until(self._clock.now() + self._env.poll_interval)
+            if self._is_open and not self._is_closing:
+                logger.info("running workflow %s again after a store failure", record.workflow_id)
+                self._launch(record)
+        finally:
+            self._retry_tasks.discard(task)  # type: ignore[arg-type]
 
     def _interrupt_cancelled(self, workflow_ids: list[str]) -> None:
         for workflow_id in workflow_ids:

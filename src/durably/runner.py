@@ -59,6 +59,10 @@ class WorkflowRun:
         self._body: asyncio.Future[Any] | None = None
         self._task: asyncio.Task[Any] | None = None
         self._pending_interrupt: BaseException | None = None
+        #: The run stopped because the store failed: it still owns the workflow (its
+        #: lease is renewed), so the engine runs it again after a pause.
+        self.failed_on_store = False
+        self.record = record
 
     def interrupt(self, error: BaseException) -> None:
         """Cancel the running body: its current operation stops and the next one
@@ -92,6 +96,7 @@ class WorkflowRun:
             status = await self._execute()
         except _Abandon as abandon:
             logger.info("workflow %s abandoned: %s", record.workflow_id, abandon.reason)
+            self.failed_on_store = isinstance(abandon.__cause__, StoreError)
             status = None
         except asyncio.CancelledError:
             if not isinstance(self._pending_interrupt, _Abandon) and not isinstance(
@@ -103,6 +108,7 @@ class WorkflowRun:
         except (LeaseLostError, StoreError) as error:
             env.observers.emit("on_error", record.workflow_id, "run", error)
             logger.warning("workflow %s abandoned: %s", record.workflow_id, error)
+            self.failed_on_store = isinstance(error, StoreError)
             status = None
         if status is not None and status is not WorkflowStatus.SUSPENDED:
             env.observers.emit("on_workflow_finish", record.workflow_id, status)
