@@ -397,13 +397,14 @@ class Durably:
         """Re-run a workflow whose run stopped on a store failure, after a pause: this
         executor still owns it, so nobody else would (its fence guards every write)."""
         task = asyncio.current_task()
+        assert task is not None
         try:
             await self._clock.sleep_until(self._clock.now() + self._env.poll_interval)
             if self._is_open and not self._is_closing:
                 logger.info("running workflow %s again after a store failure", record.workflow_id)
                 self._launch(record)
         finally:
-            self._retry_tasks.discard(task)  # type: ignore[arg-type]
+            self._retry_tasks.discard(task)
 
     def _interrupt_cancelled(self, workflow_ids: list[str]) -> None:
         for workflow_id in workflow_ids:
