@@ -208,6 +208,21 @@ def _hints(fn: Callable[..., object]) -> dict[str, object]:
         target = target.func
     if not (isinstance(target, types.FunctionType | types.MethodType | type)):
         target = getattr(target, "__call__", target)  # noqa: B004 - callable objects
+    if isinstance(target, types.MethodType):
+        target = target.__func__  # bound methods are new objects at every access
+    try:
+        return dict(_resolved_hints(target))
+    except TypeError:  # an unhashable callable: resolve without the cache
+        return dict(_resolve_hints(target))
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved_hints(target: object) -> dict[str, object]:
+    """Resolving annotations is slow (it evaluates strings); each step call needs them."""
+    return _resolve_hints(target)
+
+
+def _resolve_hints(target: object) -> dict[str, object]:
     try:
         return dict(typing.get_type_hints(target))
     except Exception:

@@ -126,13 +126,16 @@ class Worker:
     async def _claim_loop(self) -> None:
         while True:
             self._notifier.work_due.clear()
+            # Measure the poll interval from before the claim: a clock that moves
+            # while claiming must not push the next poll further away.
+            started = self._clock.now()
             try:
                 await self.claim_due()
                 next_wake = await self._store.next_wake_time(names=list(self._names()))
             except StoreError as error:
                 logger.warning("claiming work failed, will retry: %s", error)
                 next_wake = None
-            until = self._clock.now() + self._poll_interval
+            until = started + self._poll_interval
             if next_wake is not None:
                 until = min(until, next_wake)
             await self._wait(until)

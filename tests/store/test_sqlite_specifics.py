@@ -1,228 +1,388 @@
-"""What only the SQLite store has: the file, pragmas, migrations, group commit."""
+"""What only the SQLite store has: the file, pragmas, migrations, threads, processes."""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import sqlite3
 import stat
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 
-from durably import ConfigurationError, MemoryStore, SchemaVersionError, SqliteStore, open_store
-from durably.errors import LeaseLostError
-from durably.models import Fence
-from durably.store.sqlite._migrate import latest_version
+from durably.errors import (
+    ConfigurationError,
+    CorruptRecordError,
+    SchemaVersionError,
+    StoreError,
+)
+from durably.store import SqliteStore
+from durably.store.sqlite._migrate import latest_version, migrate, migrations
 from durably.testing.store_contract import NOW, claimed, operation, workflow
 
+NAMES = ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "temp_store", "cache_size")
 
-async def test_file_and_wal_are_created_private(tmp_path: Path) -> None:
-    """The database and its WAL are readable by their owner only (0600)."""
-    store = SqliteStore(tmp_path / "private.db")
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """An open store on a new file."""
+    store = SqliteStore(tmp_path / "durably.db")
     await store.open()
+    yield store
+    await store.close()
+
+
+def pragmas(connection: sqlite3.Connection) -> dict[str, object]:
+    """The pragmas durably sets, as this connection sees them."""
+    return {name: connection.execute(f"PRAGMA {name}").fetchone()[0] for name in NAMES}
+
+
+def schema(path: Path) -> list[tuple[str, str, str]]:
+    """Every table and index of a database file, with whitespace-normalised SQL."""
+    connection = sqlite3.connect(path)
     try:
-        await store.create_workflow(workflow())
-        for path in (tmp_path / "private.db", tmp_path / "private.db-wal"):
-            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        rows = connection.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name"
+        ).fetchall()
     finally:
-        await store.close()
+        connection.close()
+    return [(kind, name, " ".join(sql.split())) for kind, name, sql in rows]
 
 
-@pytest.mark.parametrize("level", ["NORMAL", "FULL"])
-async def test_pragmas_are_applied(tmp_path: Path, level: str) -> None:
-    """WAL, the durability level, busy timeout and foreign keys are on every connection."""
+def read_pragma(path: Path, name: str) -> int:
+    """One integer pragma of a file, read with a plain connection."""
+    connection = sqlite3.connect(path)
+    try:
+        return int(connection.execute(f"PRAGMA {name}").fetchone()[0])
+    finally:
+        connection.close()
+
+
+# -- connections ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("level", "code"), [("NORMAL", 1), ("FULL", 2)])
+async def test_every_connection_has_the_pragmas(tmp_path: Path, level: str, code: int) -> None:
+    """WAL, the durability level, busy timeout, foreign keys and memory settings are on
+    both the writer's and the reader's connection."""
     store = SqliteStore(tmp_path / "p.db", synchronous=level)
     await store.open()
     try:
-        pragmas = await store._read(
-            lambda c: [
-                c.execute(f"PRAGMA {name}").fetchone()[0]
-                for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
-            ]
-        )
+        on_writer = await store.writer.submit(pragmas)
+        on_reader = await store._read(pragmas)
     finally:
         await store.close()
-    assert pragmas == ["wal", {"NORMAL": 1, "FULL": 2}[level], 5000, 1]
+    expected = {
+        "journal_mode": "wal",
+        "synchronous": code,
+        "busy_timeout": 5000,
+        "foreign_keys": 1,
+        "temp_store": 2,
+        "cache_size": -8000,
+    }
+    # Reads and writes done on the event loop never wait for a lock (a busy database
+    # sends them to their thread, which waits the full timeout: tested below).
+    assert on_writer == on_reader == {**expected, "busy_timeout": 0}
 
 
-async def test_schema_version_is_recorded_and_reopening_is_a_no_op(tmp_path: Path) -> None:
-    """user_version holds the schema version; opening again keeps the data."""
+async def test_synchronous_is_case_insensitive(tmp_path: Path) -> None:
+    """ "full" means FULL."""
+    assert SqliteStore(tmp_path / "x.db", synchronous="full").synchronous == "FULL"
+
+
+def test_an_unknown_durability_level_is_refused(tmp_path: Path) -> None:
+    """Only NORMAL and FULL are offered; the error says what each means."""
+    with pytest.raises(ConfigurationError, match="NORMAL or FULL"):
+        SqliteStore(tmp_path / "x.db", synchronous="OFF")
+
+
+@pytest.mark.parametrize("path", [":memory:", "", "file::memory:?cache=shared"])
+def test_an_in_memory_database_is_refused_with_a_way_out(path: str) -> None:
+    """The writer and reader need one shared file; the error suggests MemoryStore."""
+    with pytest.raises(ConfigurationError, match=r"MemoryStore\(\).*temporary file"):
+        SqliteStore(path)
+
+
+async def test_a_read_is_answered_on_the_event_loop_when_nothing_holds_the_file(
+    store: SqliteStore,
+) -> None:
+    """The fast path: no thread hop for a read that need not wait."""
+    assert await store._read(lambda _: threading.get_ident()) == threading.get_ident()
+
+
+async def test_a_read_that_must_wait_waits_on_its_thread_not_on_the_loop(
+    store: SqliteStore,
+) -> None:
+    """A read that finds the database busy on the loop (SQLITE_BUSY: another process
+    holds it exclusively, or is recovering its WAL) is done again on the reader
+    thread, which waits the full busy timeout; the loop keeps running meanwhile
+    (writes behave the same against a real lock: see test_sqlite_writer.py)."""
+    loop_thread = threading.get_ident()
+    busy_timeouts: list[int] = []
+
+    def busy_on_the_loop(connection: sqlite3.Connection) -> str:
+        busy_timeouts.append(connection.execute("PRAGMA busy_timeout").fetchone()[0])
+        if threading.get_ident() == loop_thread:
+            error = sqlite3.OperationalError("database is locked")
+            error.sqlite_errorcode = sqlite3.SQLITE_BUSY
+            raise error
+        return threading.current_thread().name
+
+    read = asyncio.ensure_future(store._read(busy_on_the_loop))
+    for _ in range(3):
+        await asyncio.sleep(0)  # yield: the loop is free while the thread reads
+    assert (await read).startswith("durably-sqlite-reader")
+    assert busy_timeouts == [0, 5000]
+
+
+async def test_a_closed_store_says_to_open_it(tmp_path: Path) -> None:
+    """Reads and writes on a store that is not open raise StoreError, not a hang."""
+    store = SqliteStore(tmp_path / "closed.db")
+    with pytest.raises(StoreError, match=r"await store\.open\(\)"):
+        await store.get_workflow("w-1")
+    with pytest.raises(StoreError, match=r"await store\.open\(\)"):
+        await store.create_workflow(workflow())
+    await store.open()
+    await store.close()
+    with pytest.raises(StoreError, match="not open"):
+        await store.list_signals("w-1")
+
+
+async def test_closing_commits_the_writes_already_submitted(tmp_path: Path) -> None:
+    """close() waits for queued writes; none is lost or left hanging."""
+    path = tmp_path / "close.db"
+    store = SqliteStore(path)
+    await store.open()
+    writes = [asyncio.ensure_future(store.create_workflow(workflow(f"w-{n}"))) for n in range(50)]
+    await asyncio.sleep(0)  # let every write reach the writer's queue
+    await store.close()
+    assert all(created for _, created in await asyncio.gather(*writes))
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        assert len(await reopened.list_workflows(limit=100)) == 50
+    finally:
+        await reopened.close()
+
+
+async def test_a_corrupt_row_is_reported_as_such(store: SqliteStore) -> None:
+    """A row that cannot become a record raises CorruptRecordError naming the workflow."""
+    fence = await claimed(store)
+    await store.record_operation(fence, operation())
+    await store.writer.submit(lambda c: c.execute("UPDATE operations SET kind = 'FROM_THE_FUTURE'"))
+    with pytest.raises(CorruptRecordError, match="w-1"):
+        await store.load_history("w-1")
+
+
+# -- the file ------------------------------------------------------------------------
+
+
+async def test_the_database_and_its_wal_are_private(tmp_path: Path) -> None:
+    """A new database, its -wal and -shm files are readable by their owner only."""
+    path = tmp_path / "private.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.create_workflow(workflow())
+        for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+    finally:
+        await store.close()
+
+
+async def test_an_existing_file_keeps_its_mode(tmp_path: Path) -> None:
+    """durably never changes the mode of a file its owner created."""
+    path = tmp_path / "shared.db"
+    path.touch()
+    os.chmod(path, 0o640)
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+async def test_missing_directories_are_created(tmp_path: Path) -> None:
+    """A path in a directory that does not exist yet works."""
+    path = tmp_path / "a" / "b" / "durably.db"
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    assert path.exists()
+
+
+async def test_an_unusable_path_is_a_store_error(tmp_path: Path) -> None:
+    """A path under a regular file cannot be created: StoreError says which file."""
+    (tmp_path / "plain").write_text("not a directory")
+    store = SqliteStore(tmp_path / "plain" / "durably.db")
+    with pytest.raises(StoreError, match=r"durably\.db") as caught:
+        await store.open()
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+async def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    """Opening some other file fails clearly and leaves it alone."""
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"these are not the pages you are looking for" * 100)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"notes\.db") as caught:
+        await SqliteStore(path).open()
+    assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
+    assert path.read_bytes() == before
+
+
+# -- schema and migrations -----------------------------------------------------------
+
+
+async def test_the_schema_version_is_recorded(store: SqliteStore) -> None:
+    """user_version holds the newest migration's number."""
+    assert read_pragma(store.path, "user_version") == latest_version() >= 1
+
+
+async def test_reopening_changes_nothing_and_keeps_the_data(tmp_path: Path) -> None:
+    """A second open migrates nothing (the schema cookie is unchanged) and finds the data."""
     path = tmp_path / "v.db"
     store = SqliteStore(path)
     await store.open()
     await store.create_workflow(workflow())
     await store.close()
+    cookie, before = read_pragma(path, "schema_version"), schema(path)
     reopened = SqliteStore(path)
     await reopened.open()
     try:
-        assert await reopened.get_workflow("w-1") is not None
+        assert await reopened.get_workflow("w-1") == workflow()
+        await reopened.open()
     finally:
         await reopened.close()
-    connection = sqlite3.connect(path)
-    try:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == latest_version()
-    finally:
-        connection.close()
+    assert (read_pragma(path, "schema_version"), schema(path)) == (cookie, before)
 
 
-async def test_a_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
-    """A database written by a newer durably is not opened, and not changed."""
+async def test_a_newer_schema_is_refused_and_the_file_left_untouched(tmp_path: Path) -> None:
+    """SchemaVersionError says to upgrade durably; not a byte of the file changes."""
     path = tmp_path / "newer.db"
     connection = sqlite3.connect(path)
-    connection.execute("CREATE TABLE future (x)")
+    connection.execute("CREATE TABLE from_the_future (x)")
     connection.execute(f"PRAGMA user_version = {latest_version() + 1}")
     connection.commit()
     connection.close()
     before = path.read_bytes()
+    store = SqliteStore(path)
     with pytest.raises(SchemaVersionError, match="upgrade durably"):
-        await SqliteStore(path).open()
-    assert path.read_bytes() == before
-
-
-async def test_migrated_schema_equals_a_fresh_schema(tmp_path: Path) -> None:
-    """Applying every migration in order gives the schema a fresh database has."""
-
-    def schema(path: Path) -> list[tuple[str, str]]:
-        connection = sqlite3.connect(path)
-        try:
-            rows = connection.execute(
-                "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name"
-            ).fetchall()
-            return [(name, " ".join(sql.split())) for name, sql in rows]
-        finally:
-            connection.close()
-
-    fresh, migrated = tmp_path / "fresh.db", tmp_path / "migrated.db"
-    for path in (fresh, migrated):
-        store = SqliteStore(path)
         await store.open()
-        await store.close()
-    store = SqliteStore(migrated)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["newer.db"]
+    with pytest.raises(StoreError, match="not open"):
+        await store.get_workflow("w-1")
+
+
+@pytest.mark.parametrize("start", range(latest_version()))
+async def test_migrating_from_any_version_gives_the_fresh_schema(
+    tmp_path: Path, start: int
+) -> None:
+    """A database at an older version, once opened, has exactly a new database's schema."""
+    fresh, old = tmp_path / "fresh.db", tmp_path / "old.db"
+    store = SqliteStore(fresh)
     await store.open()
     await store.close()
-    assert schema(fresh) == schema(migrated)
-    assert {name for name, _ in schema(fresh)} >= {
-        "workflows",
-        "operations",
-        "attempts",
-        "signals",
-        "executors",
-    }
-
-
-async def test_concurrent_writes_are_group_committed(tmp_path: Path) -> None:
-    """Writes of many workflows share transactions, and each still succeeds."""
-    store = SqliteStore(tmp_path / "group.db")
-    await store.open()
+    connection = sqlite3.connect(old, isolation_level=None)
     try:
-        fences = [await claimed(store, f"w-{index}") for index in range(50)]
-        before = (store.writer.transactions, store.writer.writes)
-        await asyncio.gather(
-            *(store.record_operation(fence, operation(fence.workflow_id)) for fence in fences)
-        )
-        transactions = store.writer.transactions - before[0]
-        writes = store.writer.writes - before[1]
-        assert writes == 50
-        assert transactions < writes
-        for fence in fences:
-            assert 0 in (await store.load_history(fence.workflow_id)).operations
+        assert migrate(connection, up_to=start) == start
     finally:
-        await store.close()
-
-
-async def test_one_refused_write_does_not_fail_its_batch(tmp_path: Path) -> None:
-    """A fenced write refused inside a batch rolls back only itself."""
-    store = SqliteStore(tmp_path / "batch.db")
+        connection.close()
+    store = SqliteStore(old)
     await store.open()
-    try:
-        good = await claimed(store, "good")
-        await store.create_workflow(workflow("stale"))
-        stale = Fence(workflow_id="stale", owner="nobody", fence=7)
-        results = await asyncio.gather(
-            store.record_operation(good, operation("good")),
-            store.record_operation(stale, operation("stale")),
-            return_exceptions=True,
-        )
-        assert results[0] is None
-        assert isinstance(results[1], LeaseLostError)
-        assert 0 in (await store.load_history("good")).operations
-        assert (await store.load_history("stale")).operations == {}
-    finally:
-        await store.close()
+    await store.close()
+    assert schema(old) == schema(fresh)
+    assert read_pragma(old, "user_version") == read_pragma(fresh, "user_version")
 
 
-def test_in_memory_sqlite_is_refused_with_a_way_out() -> None:
-    """':memory:' cannot be shared by writer and readers; the error says what to use."""
-    with pytest.raises(ConfigurationError, match="MemoryStore"):
-        SqliteStore(":memory:")
+def test_migrations_are_numbered_without_gaps() -> None:
+    """Versions run 1, 2, ... and each migration has statements."""
+    found = migrations()
+    assert [migration.version for migration in found] == list(range(1, len(found) + 1))
+    assert all(migration.statements for migration in found)
 
 
-@pytest.mark.parametrize(
-    ("url", "path", "level"),
-    [
-        ("sqlite:///app.db", "app.db", "NORMAL"),
-        ("sqlite:////var/data/app.db", "/var/data/app.db", "NORMAL"),
-        ("sqlite:///app.db?synchronous=full", "app.db", "FULL"),
-        ("data/app.sqlite3", "data/app.sqlite3", "NORMAL"),
-    ],
-)
-def test_open_store_parses_sqlite_urls(url: str, path: str, level: str) -> None:
-    """SQLite URLs name a file and a durability level."""
-    store = open_store(url)
-    assert isinstance(store, SqliteStore)
-    assert (str(store.path), store.synchronous) == (path, level)
+async def test_the_schema_has_every_table(store: SqliteStore) -> None:
+    """workflows, operations, attempts, signals and executors exist."""
+    tables = {name for kind, name, _ in schema(store.path) if kind == "table"}
+    assert tables >= {"workflows", "operations", "attempts", "signals", "executors"}
 
 
-def test_open_store_memory_url() -> None:
-    """memory:// is the in-memory store."""
-    assert isinstance(open_store("memory://"), MemoryStore)
+async def test_status_columns_are_checked(store: SqliteStore) -> None:
+    """A status outside the state machine is refused by the database itself."""
+    await store.create_workflow(workflow())
+    with pytest.raises(StoreError) as caught:
+        await store.writer.submit(lambda c: c.execute("UPDATE workflows SET status = 'LOST'"))
+    assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
 
 
-@pytest.mark.parametrize(
-    ("url", "message"),
-    [
-        ("mysql://db", "accepted forms"),
-        ("sqlite://host/app.db", "three slashes"),
-        ("sqlite:///app.db?journal=off", "unknown SQLite URL option"),
-        ("sqlite:///app.db?synchronous=OFF", "NORMAL or FULL"),
-        ("sqlite:///:memory:", "MemoryStore"),
-    ],
-)
-def test_open_store_rejects_bad_urls_clearly(url: str, message: str) -> None:
-    """A bad URL gets a ConfigurationError that says what is accepted."""
-    with pytest.raises(ConfigurationError, match=message):
-        open_store(url)
+# -- two processes -------------------------------------------------------------------
 
 
-async def test_store_is_unusable_when_closed(tmp_path: Path) -> None:
-    """Calls on a closed store raise a StoreError saying to open it."""
-    store = SqliteStore(tmp_path / "closed.db")
-    from durably import StoreError
+def claim_everything(path: str, owner: str, barrier: Barrier) -> list[str]:
+    """In a child process: claim batches until nothing is left; return the ids."""
 
-    with pytest.raises(StoreError, match="open"):
-        await store.get_workflow("x")
-    assert NOW
+    async def run() -> list[str]:
+        store = SqliteStore(path)
+        await store.open()
+        claimed_ids: list[str] = []
+        try:
+            barrier.wait()
+            while True:
+                batch = await store.claim_due_workflows(
+                    owner=owner, names=["checkout"], now=NOW, lease_until=NOW + 10**9, limit=7
+                )
+                if not batch:
+                    return claimed_ids
+                claimed_ids.extend(record.workflow_id for record in batch)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
 
 
-async def test_a_write_blocked_by_another_process_waits_off_the_event_loop(
-    tmp_path: Path,
+def claim_in_child(
+    path: str, owner: str, barrier: Barrier, results: Queue[tuple[str, list[str]]]
 ) -> None:
-    """When another connection holds the write lock, the write is retried by the writer
-    thread (the event loop keeps running) and commits once the lock is released."""
-    path = tmp_path / "locked.db"
+    """Process target: report the claimed ids on ``results``."""
+    results.put((owner, claim_everything(path, owner, barrier)))
+
+
+async def test_two_processes_never_claim_the_same_workflow(tmp_path: Path) -> None:
+    """Two processes claiming from one file take each of 200 workflows exactly once."""
+    path = tmp_path / "shared.db"
     store = SqliteStore(path)
     await store.open()
+    for index in range(200):
+        await store.create_workflow(workflow(f"w-{index:03}"))
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    results: Queue[tuple[str, list[str]]] = context.Queue()
+    children = [
+        context.Process(target=claim_in_child, args=(str(path), f"exec-{n}", barrier, results))
+        for n in range(2)
+    ]
+    for child in children:
+        child.start()
+    reports = [await asyncio.to_thread(results.get, timeout=60) for _ in children]
+    for child in children:
+        await asyncio.to_thread(child.join, 60)
+        assert child.exitcode == 0
+    results.close()
+    results.join_thread()
     try:
-        fence = await claimed(store)
-        other = sqlite3.connect(path, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        write = asyncio.ensure_future(store.record_operation(fence, operation()))
-        for _ in range(50):
-            await asyncio.sleep(0)
-        assert not write.done()
-        other.execute("COMMIT")
-        other.close()
-        await write
-        assert 0 in (await store.load_history("w-1")).operations
+        counts = Counter(workflow_id for _, ids in reports for workflow_id in ids)
+        assert set(counts) == {f"w-{index:03}" for index in range(200)}
+        assert set(counts.values()) == {1}
+        for owner, ids in reports:
+            for workflow_id in ids:
+                record = await store.get_workflow(workflow_id)
+                assert record is not None and (record.owner, record.fence) == (owner, 1)
     finally:
         await store.close()

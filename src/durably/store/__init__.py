@@ -1,8 +1,12 @@
-"""Stores: where workflows are recorded. ``open_store(url)`` picks one by URL."""
+"""Stores: where workflows are recorded. :func:`open_store` picks one from a URL.
+
+Both built-in stores use only the standard library; the PostgreSQL store is an extra
+(``pip install 'durably[postgres]'``), imported only when a PostgreSQL URL asks for it.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib
 from urllib.parse import parse_qs, urlsplit
 
 from durably.errors import ConfigurationError
@@ -12,50 +16,67 @@ from durably.store.sqlite import SqliteStore
 
 __all__ = ["MemoryStore", "SqliteStore", "Store", "open_store"]
 
-_ACCEPTED = (
-    "'sqlite:///relative.db', 'sqlite:////absolute/path.db' (optionally "
-    "'?synchronous=FULL'), a path ending in .db/.sqlite/.sqlite3, 'memory://' or "
-    "'postgresql://user@host/db'"
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+_ACCEPTED_FORMS = (
+    "'memory://'; 'sqlite:///relative/path.db' or 'sqlite:////absolute/path.db' "
+    "(optionally with '?synchronous=FULL'); a file path ending in .db, .sqlite or "
+    ".sqlite3; 'postgresql://user@host/database'"
 )
 
 
 def open_store(url: str) -> Store:
-    """The store a URL names (not yet opened).
+    """The store that ``url`` names, not yet opened.
+
+    Accepted forms:
+
+    * ``"memory://"``: a new :class:`MemoryStore`;
+    * ``"sqlite:///relative/path.db"`` or ``"sqlite:////absolute/path.db"``, with an
+      optional ``?synchronous=FULL`` (default ``NORMAL``): a :class:`SqliteStore`;
+    * a bare file path ending in ``.db``, ``.sqlite`` or ``.sqlite3``: the same;
+    * ``"postgresql://..."`` or ``"postgres://..."``: a ``PostgresStore`` (an extra).
 
     Raises:
-        ConfigurationError: the URL is not understood, or its extra is not installed.
+        ConfigurationError: the URL is not understood, or names a store whose extra
+            is not installed.
     """
     if url == "memory://":
         return MemoryStore()
     if url.startswith(("postgresql://", "postgres://")):
-        try:
-            from durably.store.postgres import PostgresStore  # type: ignore[import-not-found]
-        except ImportError:
-            raise ConfigurationError(
-                "PostgreSQL support is not installed: pip install 'durably[postgres]'"
-            ) from None
-        return PostgresStore(url)  # type: ignore[no-any-return]
-    if url.startswith("sqlite://"):
-        parts = urlsplit(url)
-        if parts.netloc:
-            raise ConfigurationError(
-                f"SQLite URL {url!r} has a host part; use three slashes for a relative path "
-                f"(sqlite:///app.db) or four for an absolute one (sqlite:////var/app.db)"
-            )
-        path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        if not path or path == ":memory:":
-            raise ConfigurationError(
-                f"SQLite URL {url!r} names no file: durably needs a file shared by its "
-                f"writer and readers; use MemoryStore() (memory://) or a temporary file"
-            )
-        options = parse_qs(parts.query)
-        synchronous = options.pop("synchronous", ["NORMAL"])[-1].upper()
-        if options:
-            raise ConfigurationError(
-                f"unknown SQLite URL option(s) {sorted(options)} in {url!r}; "
-                f"only synchronous=NORMAL|FULL is accepted"
-            )
-        return SqliteStore(path, synchronous=synchronous)
-    if url.endswith((".db", ".sqlite", ".sqlite3")):
-        return SqliteStore(Path(url))
-    raise ConfigurationError(f"cannot open a store from {url!r}; accepted forms: {_ACCEPTED}")
+        return _open_postgres(url)
+    if url.startswith("sqlite:"):
+        return _open_sqlite(url)
+    if "://" not in url and url.lower().endswith(_SQLITE_SUFFIXES):
+        return SqliteStore(url)
+    raise ConfigurationError(f"cannot open a store from {url!r}; use one of: {_ACCEPTED_FORMS}")
+
+
+def _open_sqlite(url: str) -> SqliteStore:
+    parts = urlsplit(url)
+    if not url.startswith("sqlite://") or parts.netloc:
+        raise ConfigurationError(
+            f"SQLite URL {url!r} is malformed: write sqlite:///relative/path.db (three "
+            f"slashes) or sqlite:////absolute/path.db (four)"
+        )
+    path = parts.path.removeprefix("/")
+    if not path:
+        raise ConfigurationError(f"SQLite URL {url!r} names no file; use one of: {_ACCEPTED_FORMS}")
+    options = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(options) - {"synchronous"})
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option(s) {', '.join(unknown)} in SQLite URL {url!r}; the only "
+            f"option is synchronous=NORMAL|FULL"
+        )
+    synchronous = options.get("synchronous", ["NORMAL"])[-1]
+    return SqliteStore(path, synchronous=synchronous)
+
+
+def _open_postgres(url: str) -> Store:
+    try:
+        module = importlib.import_module("durably.store.postgres")
+    except ImportError as error:
+        raise ConfigurationError(
+            "PostgreSQL support is not installed: pip install 'durably[postgres]'"
+        ) from error
+    store: Store = module.PostgresStore(url)
+    return store

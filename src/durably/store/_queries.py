@@ -1,8 +1,15 @@
-"""Loads named SQL queries from a ``queries.sql`` file.
+"""Named SQL queries, read from a ``.sql`` file shipped in a store's package.
 
-Each query starts with a ``-- name: query_name`` line, followed by ``--`` description
-lines and the statement. Queries are kept in ``.sql`` files so that SQL stays
-reviewable and greppable, and they are always run with bound parameters.
+A query file is a series of blocks::
+
+    -- name: claim_workflow
+    -- Claim one workflow if it is claimable.
+    UPDATE workflows SET ... WHERE workflow_id = :workflow_id ...;
+
+Each block starts with a ``-- name:`` header, then at least one ``--`` line saying
+what the query does, then one statement. Keeping SQL in ``.sql`` files keeps it
+reviewable and greppable, and lets each dialect's store have its own file. Values are
+always bound as parameters, never formatted into the text.
 """
 
 from __future__ import annotations
@@ -10,25 +17,33 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_HEADER = re.compile(r"^-- name: *(\w+) *$", re.MULTILINE)
+
+
+class QueryFileError(ValueError):
+    """A query file is malformed (a packaging bug, found when the store is imported)."""
 
 
 def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:
-    """Parse ``filename`` in ``package`` into ``{name: sql}``.
+    """Parse ``filename`` in ``package`` into ``{name: statement}``.
+
+    Comment lines are dropped and so is the final semicolon.
 
     Raises:
-        ValueError: a name is used twice or a query is empty.
+        QueryFileError: a name repeats, a query has no description, or no statement.
     """
+    where = f"{package}/{filename}"
     text = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
-    queries: dict[str, str] = {}
     parts = _HEADER.split(text)
+    queries: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        statement = "\n".join(
-            line for line in body.strip().splitlines() if not line.lstrip().startswith("--")
-        ).strip()
+        lines = body.strip().splitlines()
+        if not lines or not lines[0].startswith("--"):
+            raise QueryFileError(f"query {name!r} in {where} has no description line")
+        statement = "\n".join(line for line in lines if not line.lstrip().startswith("--")).strip()
         if not statement:
-            raise ValueError(f"query {name!r} in {package}/{filename} is empty")
+            raise QueryFileError(f"query {name!r} in {where} has no statement")
         if name in queries:
-            raise ValueError(f"query {name!r} is defined twice in {package}/{filename}")
-        queries[name] = statement.rstrip(";")
+            raise QueryFileError(f"query {name!r} is defined twice in {where}")
+        queries[name] = statement.removesuffix(";").rstrip()
     return queries

@@ -1,7 +1,13 @@
 """MemoryStore: the reference implementation of the store protocol, in process memory.
 
-For tests and for users' tests. Every method body runs without awaiting, so each is
-atomic on its event loop; records are frozen, so nothing internal leaks out mutable.
+It is the executable reading of ``store/base.py``: every other store must behave as
+this one does under the contract suite (``durably.testing.StoreContract``). It is
+meant for tests, the engine's and users' own.
+
+No method awaits anything before it has finished changing state, so on one event
+loop each call is atomic, as a database transaction would be, without locks. Records
+are frozen dataclasses and every collection handed out is a fresh copy, so callers
+can never reach the store's own state.
 """
 
 from __future__ import annotations
@@ -9,10 +15,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection
 
-from durably.errors import LeaseLostError, WorkflowFinishedError, WorkflowNotFoundError
 from durably.models import (
     LEASED_STATUSES,
-    TERMINAL_STATUSES,
     AttemptRecord,
     Fence,
     History,
@@ -23,42 +27,76 @@ from durably.models import (
     WorkflowStatus,
     allowed_sources,
 )
+from durably.store._rules import (
+    CANCEL_AT_ONCE_STATUSES,
+    lease_lost,
+    require_same_workflow,
+    transition_refused,
+    workflow_finished,
+    workflow_not_found,
+)
 
 
 def _is_claimable(record: WorkflowRecord, now: int) -> bool:
+    """Whether ``record`` may be claimed at ``now`` (the rule in ``store/base.py``).
+
+    An owner without a ``lease_until`` holds no lease, so such a row is claimable:
+    otherwise nothing could ever recover it.
+    """
     if record.status in LEASED_STATUSES:
-        return record.owner is None or (record.lease_until or 0) < now
+        return not _has_live_lease(record, now)
     if record.status is WorkflowStatus.SUSPENDED:
         return record.wake_at is not None and record.wake_at <= now
     return False
 
 
 def _claim_order(record: WorkflowRecord) -> tuple[int, int, str]:
-    moment = record.wake_at if record.status is WorkflowStatus.SUSPENDED else record.created_at
-    return (moment or 0, record.created_at, record.workflow_id)
+    """Sort key of due workflows: since when it is due (its timer for a suspended
+    workflow, its creation otherwise), then creation, then id."""
+    due_since = record.wake_at if record.status is WorkflowStatus.SUSPENDED else None
+    return (
+        record.created_at if due_since is None else due_since,
+        record.created_at,
+        record.workflow_id,
+    )
+
+
+def _has_live_lease(record: WorkflowRecord, now: int) -> bool:
+    return record.owner is not None and record.lease_until is not None and record.lease_until >= now
+
+
+def _earliest(moment: int | None, now: int) -> int:
+    """``now``, unless ``moment`` is already earlier (waking never delays a timer)."""
+    return now if moment is None else min(moment, now)
 
 
 class MemoryStore:
-    """All state in dicts; same semantics as the SQL stores."""
+    """Workflows, operations and signals in dictionaries.
+
+    The data outlives :meth:`close`, so several apps in one test can share a store
+    and a "restarted" app finds its workflows again.
+    """
 
     def __init__(self) -> None:
         self._workflows: dict[str, WorkflowRecord] = {}
         self._operations: dict[str, dict[int, OperationRecord]] = {}
-        self._attempts: dict[str, dict[int, list[AttemptRecord]]] = {}
-        self._signals: dict[str, list[SignalRecord]] = {}
+        self._attempts: dict[str, dict[tuple[int, int], AttemptRecord]] = {}
+        #: Per workflow, signals by id; dicts keep insertion order, which is id order.
+        self._signals: dict[str, dict[int, SignalRecord]] = {}
+        self._signal_ids_by_dedup_key: dict[tuple[str, str], int] = {}
         self._executors: dict[str, tuple[str, str, int, int]] = {}
-        self._next_signal_id = 1
+        self._last_signal_id = 0
 
     async def open(self) -> None:
-        """Nothing to open."""
+        """Nothing to connect to; present for the protocol."""
 
     async def close(self) -> None:
-        """Nothing to close; the data stays for the next open."""
+        """Nothing to release; the data stays for the next :meth:`open`."""
 
     # -- workflows -------------------------------------------------------------------
 
     async def create_workflow(self, record: WorkflowRecord) -> tuple[WorkflowRecord, bool]:
-        """Insert unless the id exists."""
+        """Insert ``record`` unless its id is taken (see :class:`~durably.store.Store`)."""
         existing = self._workflows.get(record.workflow_id)
         if existing is not None:
             return existing, False
@@ -66,7 +104,7 @@ class MemoryStore:
         return record, True
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
-        """The workflow or None."""
+        """The workflow with this id, or None."""
         return self._workflows.get(workflow_id)
 
     async def list_workflows(
@@ -80,53 +118,61 @@ class MemoryStore:
         offset: int = 0,
         newest_first: bool = False,
     ) -> list[WorkflowRecord]:
-        """Filtered, ordered by (created_at, workflow_id)."""
+        """Workflows matching every filter, ordered by (created_at, workflow_id)."""
+        wanted_statuses = None if statuses is None else frozenset(statuses)
+        wanted_names = None if names is None else frozenset(names)
         selected = [
             record
             for record in self._workflows.values()
-            if (statuses is None or record.status in statuses)
-            and (names is None or record.workflow_name in names)
+            if (wanted_statuses is None or record.status in wanted_statuses)
+            and (wanted_names is None or record.workflow_name in wanted_names)
             and (created_after is None or record.created_at > created_after)
             and (created_before is None or record.created_at < created_before)
         ]
         selected.sort(key=lambda r: (r.created_at, r.workflow_id), reverse=newest_first)
-        return selected[offset : offset + limit]
+        return selected[max(offset, 0) :][: max(limit, 0)]
 
     async def count_workflows(self) -> dict[WorkflowStatus, int]:
-        """Counts per status."""
+        """The number of workflows in each status that has any."""
         counts: dict[WorkflowStatus, int] = {}
         for record in self._workflows.values():
             counts[record.status] = counts.get(record.status, 0) + 1
         return counts
 
     async def delete_workflow(self, workflow_id: str) -> bool:
-        """Delete a workflow and everything recorded for it."""
-        if self._workflows.pop(workflow_id, None) is None:
-            return False
-        self._operations.pop(workflow_id, None)
-        self._attempts.pop(workflow_id, None)
-        self._signals.pop(workflow_id, None)
-        return True
+        """Delete a workflow with its operations, attempts and signals."""
+        return self._delete(workflow_id)
 
     async def purge_workflows(
         self, *, finished_before: int, statuses: Collection[WorkflowStatus]
     ) -> int:
-        """Delete finished workflows older than the cutoff."""
+        """Delete workflows in ``statuses`` that finished before ``finished_before``."""
+        wanted = frozenset(statuses)
         doomed = [
             record.workflow_id
             for record in self._workflows.values()
-            if record.status in statuses
+            if record.status in wanted
             and record.finished_at is not None
             and record.finished_at < finished_before
         ]
         for workflow_id in doomed:
-            await self.delete_workflow(workflow_id)
+            self._delete(workflow_id)
         return len(doomed)
+
+    def _delete(self, workflow_id: str) -> bool:
+        if self._workflows.pop(workflow_id, None) is None:
+            return False
+        self._operations.pop(workflow_id, None)
+        self._attempts.pop(workflow_id, None)
+        for signal in self._signals.pop(workflow_id, {}).values():
+            if signal.dedup_key is not None:
+                del self._signal_ids_by_dedup_key[(workflow_id, signal.dedup_key)]
+        return True
 
     # -- ownership -------------------------------------------------------------------
 
     def _claim(self, record: WorkflowRecord, owner: str, lease_until: int) -> WorkflowRecord:
-        crashed = record.status in (WorkflowStatus.RUNNING, WorkflowStatus.COMPENSATING)
+        run_did_not_end = record.status in (WorkflowStatus.RUNNING, WorkflowStatus.COMPENSATING)
         claimed = dataclasses.replace(
             record,
             owner=owner,
@@ -134,11 +180,11 @@ class MemoryStore:
             lease_until=lease_until,
             wake_at=None,
             status=(
-                record.status
+                WorkflowStatus.COMPENSATING
                 if record.status is WorkflowStatus.COMPENSATING
                 else WorkflowStatus.RUNNING
             ),
-            recovery_attempts=record.recovery_attempts + 1 if crashed else 0,
+            recovery_attempts=record.recovery_attempts + 1 if run_did_not_end else 0,
         )
         self._workflows[record.workflow_id] = claimed
         return claimed
@@ -146,7 +192,7 @@ class MemoryStore:
     async def claim_workflow(
         self, workflow_id: str, *, owner: str, now: int, lease_until: int
     ) -> WorkflowRecord | None:
-        """Claim one workflow if claimable."""
+        """Claim the workflow if it is claimable; None otherwise (or when unknown)."""
         record = self._workflows.get(workflow_id)
         if record is None or not _is_claimable(record, now):
             return None
@@ -161,68 +207,73 @@ class MemoryStore:
         lease_until: int,
         limit: int,
     ) -> list[WorkflowRecord]:
-        """Claim up to ``limit`` claimable workflows, oldest first."""
+        """Claim up to ``limit`` claimable workflows named in ``names``, earliest due
+        first; the list is in that order."""
+        wanted = frozenset(names)
         due = sorted(
             (
                 record
                 for record in self._workflows.values()
-                if record.workflow_name in names and _is_claimable(record, now)
+                if record.workflow_name in wanted and _is_claimable(record, now)
             ),
             key=_claim_order,
-        )[:limit]
-        return [self._claim(record, owner, lease_until) for record in due]
+        )
+        return [self._claim(record, owner, lease_until) for record in due[: max(limit, 0)]]
 
     async def next_wake_time(self, *, names: Collection[str]) -> int | None:
-        """Earliest wake-up of a suspended workflow."""
+        """The earliest timer of a suspended workflow named in ``names``, or None."""
+        wanted = frozenset(names)
         return min(
             (
                 record.wake_at
                 for record in self._workflows.values()
                 if record.status is WorkflowStatus.SUSPENDED
                 and record.wake_at is not None
-                and record.workflow_name in names
+                and record.workflow_name in wanted
             ),
             default=None,
         )
 
     async def renew_leases(self, *, owner: str, now: int, lease_until: int) -> list[str]:
-        """Extend the owner's leases; return ids with a pending cancellation."""
+        """Extend every lease of ``owner`` and record its heartbeat.
+
+        Returns:
+            The ids (sorted) of its workflows whose cancellation was requested.
+        """
         cancelled: list[str] = []
-        for record in list(self._workflows.values()):
-            if record.owner == owner and record.status in LEASED_STATUSES:
-                self._workflows[record.workflow_id] = dataclasses.replace(
-                    record, lease_until=lease_until
-                )
+        for workflow_id, record in self._workflows.items():
+            if record.owner == owner:
+                self._workflows[workflow_id] = dataclasses.replace(record, lease_until=lease_until)
                 if record.cancel_requested:
-                    cancelled.append(record.workflow_id)
-        if owner in self._executors:
-            host, pid = self._executors[owner][1], self._executors[owner][2]
-            self._executors[owner] = (owner, host, pid, now)
-        return cancelled
+                    cancelled.append(workflow_id)
+        executor = self._executors.get(owner)
+        if executor is not None:
+            self._executors[owner] = (owner, executor[1], executor[2], now)
+        return sorted(cancelled)
 
     async def release_workflows(self, *, owner: str) -> int:
-        """Give up every lease of ``owner``."""
-        released = 0
-        for record in list(self._workflows.values()):
-            if record.owner == owner and record.status in LEASED_STATUSES:
-                self._workflows[record.workflow_id] = dataclasses.replace(
-                    record, owner=None, lease_until=None
-                )
-                released += 1
-        return released
+        """Give up every lease of ``owner``; return how many there were."""
+        released = [
+            workflow_id for workflow_id, record in self._workflows.items() if record.owner == owner
+        ]
+        for workflow_id in released:
+            self._workflows[workflow_id] = dataclasses.replace(
+                self._workflows[workflow_id], owner=None, lease_until=None
+            )
+        return len(released)
 
     async def register_executor(
         self, *, executor_id: str, hostname: str, pid: int, now: int
     ) -> None:
-        """Record a live executor."""
+        """Record a live executor (insert or replace)."""
         self._executors[executor_id] = (executor_id, hostname, pid, now)
 
     async def list_executors(self) -> list[tuple[str, str, int, int]]:
-        """Every registered executor."""
+        """Every registered executor, by id."""
         return sorted(self._executors.values())
 
     async def remove_executor(self, *, executor_id: str, expire_leases: bool) -> int:
-        """Forget an executor, optionally freeing its workflows at once."""
+        """Forget an executor; with ``expire_leases`` release its workflows at once."""
         self._executors.pop(executor_id, None)
         if not expire_leases:
             return 0
@@ -230,40 +281,44 @@ class MemoryStore:
 
     # -- history ---------------------------------------------------------------------
 
-    def _check_fence(self, fence: Fence) -> WorkflowRecord:
+    def _owned(self, fence: Fence) -> WorkflowRecord:
+        """The workflow, if ``fence`` still owns it."""
         record = self._workflows.get(fence.workflow_id)
-        if record is None or record.owner != fence.owner or record.fence != fence.fence:
-            raise LeaseLostError(
-                f"workflow {fence.workflow_id!r} is no longer owned by {fence.owner!r} "
-                f"(fence {fence.fence}): another executor took it over"
-            )
+        if record is None:
+            raise lease_lost(fence, "the workflow does not exist")
+        if record.owner != fence.owner or record.fence != fence.fence:
+            raise lease_lost(fence)
         return record
 
     async def load_history(self, workflow_id: str) -> History:
-        """Every recorded operation and failed attempt."""
+        """Every recorded operation (by seq) and failed attempt (by seq, then attempt)."""
+        operations = self._operations.get(workflow_id, {})
+        attempts: dict[int, list[AttemptRecord]] = {}
+        for key in sorted(self._attempts.get(workflow_id, {})):
+            attempts.setdefault(key[0], []).append(self._attempts[workflow_id][key])
         return History(
-            operations=dict(self._operations.get(workflow_id, {})),
-            attempts={
-                seq: list(attempts) for seq, attempts in self._attempts.get(workflow_id, {}).items()
-            },
+            operations={seq: operations[seq] for seq in sorted(operations)},
+            attempts=attempts,
         )
 
-    async def record_operation(self, fence: Fence, operation: OperationRecord) -> None:
-        """Insert or replace an operation, fenced."""
-        record = self._check_fence(fence)
-        self._operations.setdefault(fence.workflow_id, {})[operation.seq] = operation
-        moment = operation.finished_at or operation.started_at
-        self._workflows[fence.workflow_id] = dataclasses.replace(
+    def _record(self, record: WorkflowRecord, operation: OperationRecord) -> None:
+        self._operations.setdefault(record.workflow_id, {})[operation.seq] = operation
+        moment = operation.started_at if operation.finished_at is None else operation.finished_at
+        self._workflows[record.workflow_id] = dataclasses.replace(
             record, updated_at=max(record.updated_at, moment)
         )
 
+    async def record_operation(self, fence: Fence, operation: OperationRecord) -> None:
+        """Insert or replace the operation at its seq, fenced."""
+        require_same_workflow(fence, operation.workflow_id)
+        self._record(self._owned(fence), operation)
+
     async def record_attempt(self, fence: Fence, attempt: AttemptRecord) -> None:
-        """Insert a failed attempt, fenced."""
-        self._check_fence(fence)
-        attempts = self._attempts.setdefault(fence.workflow_id, {}).setdefault(attempt.seq, [])
-        attempts[:] = [a for a in attempts if a.attempt != attempt.attempt]
-        attempts.append(attempt)
-        attempts.sort(key=lambda a: a.attempt)
+        """Insert (or replace, same key) a failed attempt, fenced."""
+        require_same_workflow(fence, attempt.workflow_id)
+        self._owned(fence)
+        attempts = self._attempts.setdefault(fence.workflow_id, {})
+        attempts[(attempt.seq, attempt.attempt)] = attempt
 
     # -- status ----------------------------------------------------------------------
 
@@ -276,24 +331,20 @@ class MemoryStore:
         result: str | None = None,
         error: str | None = None,
     ) -> WorkflowRecord:
-        """Compare-and-set the status, fenced."""
-        record = self._check_fence(fence)
+        """Compare-and-set the status, fenced (see :class:`~durably.store.Store`)."""
+        record = self._owned(fence)
         if record.status is not status and record.status not in allowed_sources(status):
-            raise LeaseLostError(
-                f"workflow {fence.workflow_id!r} cannot go from {record.status} to {status}"
-            )
-        releases = status in TERMINAL_STATUSES or status is WorkflowStatus.PARKED
+            raise transition_refused(fence, record.status, status)
+        releases = status.is_terminal or status is WorkflowStatus.PARKED
         updated = dataclasses.replace(
             record,
             status=status,
-            updated_at=now,
-            result=result if result is not None else record.result,
-            error=error if error is not None else record.error,
+            updated_at=max(record.updated_at, now),
+            result=record.result if result is None else result,
+            error=record.error if error is None else error,
             owner=None if releases else record.owner,
             lease_until=None if releases else record.lease_until,
-            finished_at=now if status in TERMINAL_STATUSES else record.finished_at,
-            wake_at=None if releases else record.wake_at,
-            wait_reason=None if releases else record.wait_reason,
+            finished_at=now if status.is_terminal else record.finished_at,
         )
         self._workflows[fence.workflow_id] = updated
         return updated
@@ -307,19 +358,20 @@ class MemoryStore:
         wait_reason: str,
         waiting_for_signal: str | None = None,
     ) -> WorkflowRecord:
-        """RUNNING -> SUSPENDED, releasing ownership; an inbox hit wakes it at once."""
-        record = self._check_fence(fence)
+        """RUNNING to SUSPENDED, releasing ownership, fenced.
+
+        Besides a waiting signal, a cancellation requested while the workflow was
+        running also makes it due now: its owner may have suspended before seeing
+        the flag, and a workflow waiting only for a signal would otherwise never see it.
+        """
+        record = self._owned(fence)
         if record.status is not WorkflowStatus.RUNNING:
-            raise LeaseLostError(
-                f"workflow {fence.workflow_id!r} cannot suspend from {record.status}"
-            )
-        if waiting_for_signal is not None and any(
-            signal.name == waiting_for_signal and signal.consumed_seq is None
-            for signal in self._signals.get(fence.workflow_id, [])
+            raise transition_refused(fence, record.status, WorkflowStatus.SUSPENDED)
+        if record.cancel_requested or (
+            waiting_for_signal is not None
+            and self._oldest_unconsumed(fence.workflow_id, waiting_for_signal) is not None
         ):
-            wake_at = now
-        if record.cancel_requested:
-            wake_at = now
+            wake_at = _earliest(wake_at, now)
         updated = dataclasses.replace(
             record,
             status=WorkflowStatus.SUSPENDED,
@@ -327,8 +379,7 @@ class MemoryStore:
             lease_until=None,
             wake_at=wake_at,
             wait_reason=wait_reason,
-            updated_at=now,
-            recovery_attempts=0,
+            updated_at=max(record.updated_at, now),
         )
         self._workflows[fence.workflow_id] = updated
         return updated
@@ -336,43 +387,53 @@ class MemoryStore:
     async def request_cancel(
         self, workflow_id: str, *, compensate: bool, now: int
     ) -> WorkflowRecord:
-        """Record a cancellation request."""
+        """Record a cancellation request (see :class:`~durably.store.Store`).
+
+        A request with ``compensate`` is never weakened by a later one without it.
+        """
         record = self._workflows.get(workflow_id)
         if record is None:
-            raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
+            raise workflow_not_found(workflow_id)
         if record.status is WorkflowStatus.CANCELLED:
             return record
-        if record.status in TERMINAL_STATUSES:
-            raise WorkflowFinishedError(
-                f"workflow {workflow_id!r} already ended {record.status}; nothing to cancel"
-            )
+        if record.status.is_terminal:
+            raise workflow_finished(workflow_id, record.status, "cancel it")
         updated = dataclasses.replace(
-            record, cancel_requested=True, compensate_on_cancel=compensate, updated_at=now
+            record,
+            cancel_requested=True,
+            compensate_on_cancel=record.compensate_on_cancel or compensate,
+            updated_at=max(record.updated_at, now),
         )
-        unowned = record.owner is None or (record.lease_until or 0) < now
-        if unowned and record.status in (
-            WorkflowStatus.PENDING,
-            WorkflowStatus.SUSPENDED,
-            WorkflowStatus.PARKED,
-        ):
-            if compensate and record.status is not WorkflowStatus.PENDING:
+        if record.status in CANCEL_AT_ONCE_STATUSES and not _has_live_lease(record, now):
+            if updated.compensate_on_cancel:
+                # PARKED is never claimed, so it must become SUSPENDED to be woken.
                 updated = dataclasses.replace(
-                    updated, status=WorkflowStatus.SUSPENDED, wake_at=now, owner=None
+                    updated,
+                    status=(
+                        WorkflowStatus.PENDING
+                        if record.status is WorkflowStatus.PENDING
+                        else WorkflowStatus.SUSPENDED
+                    ),
+                    wake_at=_earliest(record.wake_at, now),
                 )
             else:
                 updated = dataclasses.replace(
                     updated,
                     status=WorkflowStatus.CANCELLED,
-                    finished_at=now,
                     owner=None,
                     lease_until=None,
-                    wake_at=None,
-                    wait_reason=None,
+                    finished_at=now,
                 )
         self._workflows[workflow_id] = updated
         return updated
 
     # -- signals ---------------------------------------------------------------------
+
+    def _oldest_unconsumed(self, workflow_id: str, name: str) -> SignalRecord | None:
+        for signal in self._signals.get(workflow_id, {}).values():
+            if signal.name == name and signal.consumed_seq is None:
+                return signal
+        return None
 
     async def append_signal(
         self,
@@ -384,22 +445,23 @@ class MemoryStore:
         dedup_key: str | None,
         now: int,
     ) -> tuple[SignalRecord, bool]:
-        """Append to the inbox and wake a suspended workflow."""
+        """Append to the inbox and wake the workflow if it is suspended.
+
+        A repeated ``dedup_key`` returns the first signal even once the workflow has
+        finished, so that retrying a send that succeeded never turns into an error.
+        """
         record = self._workflows.get(workflow_id)
         if record is None:
-            raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
-        if record.status in TERMINAL_STATUSES:
-            raise WorkflowFinishedError(
-                f"workflow {workflow_id!r} already ended {record.status}; it cannot "
-                f"receive signal {name!r}"
-            )
-        inbox = self._signals.setdefault(workflow_id, [])
+            raise workflow_not_found(workflow_id)
         if dedup_key is not None:
-            for existing in inbox:
-                if existing.dedup_key == dedup_key:
-                    return existing, False
+            existing_id = self._signal_ids_by_dedup_key.get((workflow_id, dedup_key))
+            if existing_id is not None:
+                return self._signals[workflow_id][existing_id], False
+        if record.status.is_terminal:
+            raise workflow_finished(workflow_id, record.status, f"send it signal {name!r}")
+        self._last_signal_id += 1
         signal = SignalRecord(
-            signal_id=self._next_signal_id,
+            signal_id=self._last_signal_id,
             workflow_id=workflow_id,
             name=name,
             payload=payload,
@@ -407,34 +469,42 @@ class MemoryStore:
             dedup_key=dedup_key,
             created_at=now,
         )
-        self._next_signal_id += 1
-        inbox.append(signal)
+        self._signals.setdefault(workflow_id, {})[signal.signal_id] = signal
+        if dedup_key is not None:
+            self._signal_ids_by_dedup_key[(workflow_id, dedup_key)] = signal.signal_id
         if record.status is WorkflowStatus.SUSPENDED:
-            self._workflows[workflow_id] = dataclasses.replace(record, wake_at=now)
+            self._workflows[workflow_id] = dataclasses.replace(
+                record, wake_at=_earliest(record.wake_at, now)
+            )
         return signal, True
 
     async def consume_signal(self, fence: Fence, operation: OperationRecord) -> SignalRecord | None:
-        """Consume the oldest matching signal and record the operation, atomically."""
-        self._check_fence(fence)
-        inbox = self._signals.get(fence.workflow_id, [])
-        for index, signal in enumerate(inbox):
-            if signal.name == operation.name and signal.consumed_seq is None:
-                consumed = dataclasses.replace(
-                    signal, consumed_seq=operation.seq, consumed_at=operation.finished_at
-                )
-                inbox[index] = consumed
-                await self.record_operation(
-                    fence,
-                    dataclasses.replace(
-                        operation,
-                        status=OperationStatus.COMPLETED,
-                        result=signal.payload,
-                        serializer=signal.serializer,
-                    ),
-                )
-                return consumed
-        return None
+        """Consume the oldest unconsumed signal named ``operation.name`` and record
+        the operation with its payload, fenced; None (and no write) when there is none."""
+        require_same_workflow(fence, operation.workflow_id)
+        record = self._owned(fence)
+        signal = self._oldest_unconsumed(fence.workflow_id, operation.name)
+        if signal is None:
+            return None
+        consumed = dataclasses.replace(
+            signal,
+            consumed_seq=operation.seq,
+            consumed_at=(
+                operation.started_at if operation.finished_at is None else operation.finished_at
+            ),
+        )
+        self._signals[fence.workflow_id][signal.signal_id] = consumed
+        self._record(
+            record,
+            dataclasses.replace(
+                operation,
+                status=OperationStatus.COMPLETED,
+                result=signal.payload,
+                serializer=signal.serializer,
+            ),
+        )
+        return consumed
 
     async def list_signals(self, workflow_id: str) -> list[SignalRecord]:
-        """The inbox, oldest first."""
-        return list(self._signals.get(workflow_id, []))
+        """The inbox, consumed or not, oldest first."""
+        return list(self._signals.get(workflow_id, {}).values())

@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from durably.testing.clock import FakeClock
 from durably.testing.faults import CrashAt, FaultInjectingStore
+
+if TYPE_CHECKING:  # imported lazily at run time (below), but typed for checkers
+    from durably.testing.store_contract import StoreContract
 
 __all__ = ["CrashAt", "FakeClock", "FaultInjectingStore", "StoreContract"]
 

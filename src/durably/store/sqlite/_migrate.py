@@ -1,54 +1,105 @@
-"""Numbered, forward-only migrations of the SQLite schema, versioned in user_version."""
+"""Numbered, forward-only migrations of the SQLite schema, versioned in user_version.
+
+Migration ``NNNN_description.sql`` in ``migrations/`` brings the schema from version
+``NNNN - 1`` to ``NNNN``. Versions start at 1 and have no gaps. A migration is never
+edited once released: a change of schema is a new file.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
+from dataclasses import dataclass
 from importlib import resources
 
 from durably.errors import SchemaVersionError
 
 _PACKAGE = "durably.store.sqlite"
-_NAME = re.compile(r"^(\d{4})_\w+\.sql$")
+_FILE_NAME = re.compile(r"^(\d{4})_\w+\.sql$")
 
 
-def migrations() -> list[tuple[int, str]]:
-    """Every migration as ``(version, sql)``, in order."""
-    directory = resources.files(_PACKAGE).joinpath("migrations")
-    found = []
-    for entry in directory.iterdir():
-        match = _NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
-    return sorted(found)
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema step: the version it produces and its statements."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+@functools.cache
+def migrations() -> tuple[Migration, ...]:
+    """Every migration, in version order.
+
+    Raises:
+        RuntimeError: the versions do not run 1, 2, ... without a gap (a packaging bug).
+    """
+    found: list[Migration] = []
+    for entry in resources.files(_PACKAGE).joinpath("migrations").iterdir():
+        match = _FILE_NAME.match(entry.name)
+        if match is not None:
+            sql = entry.read_text(encoding="utf-8")
+            found.append(Migration(int(match.group(1)), entry.name, split_statements(sql)))
+    found.sort(key=lambda migration: migration.version)
+    versions = [migration.version for migration in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"SQLite migrations must be numbered 1, 2, ... got {versions}")
+    return tuple(found)
 
 
 def latest_version() -> int:
     """The schema version this code writes."""
-    return migrations()[-1][0]
+    return migrations()[-1].version
+
+
+def split_statements(sql: str) -> tuple[str, ...]:
+    """Split a script into complete statements, as SQLite itself would."""
+    statements: list[str] = []
+    pending = ""
+    for line in sql.splitlines(keepends=True):
+        if not pending and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement at the end of a migration: {pending!r}")
+    return tuple(statements)
+
+
+def schema_version(connection: sqlite3.Connection) -> int:
+    """The version recorded in the database (0 for a new, empty file)."""
+    return int(connection.execute("PRAGMA user_version").fetchone()[0])
 
 
 def check_version(connection: sqlite3.Connection) -> int:
-    """The database's schema version; refuse one newer than this code.
+    """The database's schema version, refusing one newer than this code.
 
-    Call it before changing anything (even pragmas such as the journal mode, which
-    rewrite the file header), so that a refused database is left untouched.
+    Call it before anything that writes, pragmas included (``journal_mode = WAL``
+    rewrites the file header), so that a refused database is left untouched.
 
     Raises:
-        SchemaVersionError: the database is newer than this code.
+        SchemaVersionError: the database was written by a newer durably.
     """
-    current = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    current = schema_version(connection)
     latest = latest_version()
     if current > latest:
         raise SchemaVersionError(
-            f"the database schema is version {current}, newer than this durably "
-            f"supports ({latest}): upgrade durably (pip install -U durably) to open it"
+            f"the database schema is version {current}, but this durably only knows "
+            f"versions up to {latest}: the file was written by a newer durably; upgrade "
+            f"durably (pip install --upgrade durably) to open it. The file was not changed."
         )
     return current
 
 
-def migrate(connection: sqlite3.Connection) -> int:
-    """Bring the schema up to date in one ``BEGIN IMMEDIATE`` transaction.
+def migrate(connection: sqlite3.Connection, *, up_to: int | None = None) -> int:
+    """Apply every missing migration (up to version ``up_to``) in one
+    ``BEGIN IMMEDIATE`` transaction; nothing when the schema is current.
+
+    Two processes opening a new file at once are serialised by the write lock: the
+    second finds the schema current.
 
     Returns:
         The schema version now in the database.
@@ -56,23 +107,20 @@ def migrate(connection: sqlite3.Connection) -> int:
     Raises:
         SchemaVersionError: the database is newer than this code (nothing is changed).
     """
+    target = latest_version() if up_to is None else up_to
     connection.execute("BEGIN IMMEDIATE")
     try:
         current = check_version(connection)
-        latest = latest_version()
-        for version, sql in migrations():
-            if version > current:
-                for statement in _statements(sql):
+        for migration in migrations():
+            if current < migration.version <= target:
+                for statement in migration.statements:
                     connection.execute(statement)
-                connection.execute(f"PRAGMA user_version = {int(version)}")
+                # PRAGMA takes no bound parameters; the version is an int from a file name.
+                connection.execute(f"PRAGMA user_version = {migration.version:d}")
+                current = migration.version
         connection.execute("COMMIT")
-        return max(current, latest)
     except BaseException:
-        connection.execute("ROLLBACK")
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
         raise
-
-
-def _statements(sql: str) -> list[str]:
-    """Split a migration into statements (no semicolons inside our DDL's strings)."""
-    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
-    return [statement.strip() for statement in "\n".join(lines).split(";") if statement.strip()]
+    return current

@@ -1,9 +1,11 @@
-"""SqliteStore: the store protocol over the standard library's sqlite3.
+"""SqliteStore: the store protocol on one SQLite file, with the standard library only.
 
-One file in WAL mode. Writes go through a single writer that group-commits
-(``_writer.py``); reads use their own connection. Timestamps are
-integer UTC epoch microseconds; every query is a named, parameterised statement from
-``queries.sql``.
+The file is in WAL mode. Every write goes through one writer thread that commits the
+writes of many workflows together (``_writer.py``); reads use a second connection on
+its own thread (``_reader.py``). Each method is one small transaction made of named,
+parameterised statements from ``queries.sql``. Several processes may share the file:
+SQLite's write lock (taken by ``BEGIN IMMEDIATE``) serialises their claims, so two of
+them never claim the same workflow.
 """
 
 from __future__ import annotations
@@ -15,21 +17,13 @@ import os
 import sqlite3
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from durably.errors import (
-    ConfigurationError,
-    LeaseLostError,
-    StoreError,
-    WorkflowFinishedError,
-    WorkflowNotFoundError,
-)
+from durably.errors import ConfigurationError, LeaseLostError, StoreError
 from durably.models import (
-    TERMINAL_STATUSES,
     AttemptRecord,
     Fence,
     History,
-    OperationKind,
     OperationRecord,
     OperationStatus,
     SignalRecord,
@@ -38,137 +32,146 @@ from durably.models import (
     allowed_sources,
 )
 from durably.store._queries import load_queries
-from durably.store.sqlite._migrate import check_version, migrate
+from durably.store._rules import (
+    CANCEL_AT_ONCE_STATUSES,
+    lease_lost,
+    require_same_workflow,
+    transition_refused,
+    workflow_finished,
+    workflow_not_found,
+)
+from durably.store.sqlite import _rows
+from durably.store.sqlite._connect import (
+    SYNCHRONOUS_PRAGMAS,
+    connect,
+    connect_and_migrate,
+)
+from durably.store.sqlite._reader import SqliteReader
 from durably.store.sqlite._writer import SqliteWriter
 
 T = TypeVar("T")
 Q = load_queries("durably.store.sqlite")
-SYNCHRONOUS_LEVELS = ("NORMAL", "FULL")
+
+
+def _json_list(values: Collection[str]) -> str:
+    """A collection bound as one parameter, read in SQL with json_each."""
+    return json.dumps(sorted({str(value) for value in values}))
 
 
 class SqliteStore:
-    """Workflows in one SQLite file.
+    """Workflows in one SQLite file, shared safely by threads and processes.
 
     Args:
-        path: The database file (created with mode 0600 if missing).
-        synchronous: ``"NORMAL"`` (default: survives process crashes) or ``"FULL"``
-            (also survives power loss, slower).
+        path: The database file. It is created (mode 0600, with its directory) when
+            missing. ``":memory:"`` is refused: the writer and the reader are two
+            connections and must share one file.
+        synchronous: ``"NORMAL"`` (the default) survives the crash of the process:
+            a step reported recorded stays recorded. ``"FULL"`` also survives losing
+            power or the operating system, at the cost of an fsync per commit.
+
+    Raises:
+        ConfigurationError: the path or the durability level is not usable.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> None:
-        if str(path) in ("", ":memory:"):
+        text = os.fspath(path)
+        if text in ("", ":memory:") or (text.startswith("file:") and "memory" in text):
             raise ConfigurationError(
-                "SqliteStore needs a file (its writer and readers share it): use "
-                "MemoryStore() for an in-memory store, or a temporary file"
+                f"SqliteStore cannot use an in-memory SQLite database ({text!r}): its "
+                f"writer and reader are separate connections that must share one file. "
+                f"Use MemoryStore() (or 'memory://') for an in-memory store, or a "
+                f"temporary file"
             )
         level = synchronous.upper()
-        if level not in SYNCHRONOUS_LEVELS:
-            raise ConfigurationError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
-        self.path = Path(path)
+        if level not in SYNCHRONOUS_PRAGMAS:
+            raise ConfigurationError(
+                f"synchronous must be NORMAL or FULL, not {synchronous!r}: NORMAL survives "
+                f"a crash of the process, FULL also a power loss"
+            )
+        self.path = Path(text)
         self.synchronous = level
         self._writer: SqliteWriter | None = None
-        self._reader: sqlite3.Connection | None = None
+        self._reader: SqliteReader | None = None
+        self._opening = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r}, synchronous={self.synchronous!r})"
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        connection.row_factory = sqlite3.Row
-        connection.execute("PRAGMA busy_timeout = 5000")
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute(f"PRAGMA synchronous = {self.synchronous}")
-        connection.execute("PRAGMA foreign_keys = ON")
-        connection.execute("PRAGMA temp_store = MEMORY")
-        connection.execute("PRAGMA cache_size = -8000")
-        return connection
-
-    def _create_file(self) -> None:
-        if self.path.exists():
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            return
-        os.close(descriptor)
-
-    def _open_sync(self) -> None:
-        self._create_file()
-        plain = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            check_version(plain)
-        finally:
-            plain.close()
-        connection = self._connect()
-        try:
-            migrate(connection)
-        finally:
-            connection.close()
-
     async def open(self) -> None:
-        """Create the file (0600) if needed, migrate, start the writer and reader."""
-        if self._writer is not None:
-            return
-        try:
-            await asyncio.to_thread(self._open_sync)
-        except sqlite3.Error as error:
-            raise StoreError(f"cannot open SQLite database {self.path}: {error}") from error
-        writer = SqliteWriter(self._connect)
-        writer.start()
-        self._writer = writer
-        self._reader = self._connect()
+        """Create the file if needed, migrate the schema, start the writer and reader.
+
+        Raises:
+            SchemaVersionError: the file was written by a newer durably (left untouched).
+            StoreError: the database cannot be opened.
+        """
+        async with self._opening:
+            if self._writer is not None:
+                return
+            name = str(self.path)
+            writer = SqliteWriter(
+                lambda: connect_and_migrate(self.path, self.synchronous), name=name
+            )
+            await writer.start()
+            reader = SqliteReader(lambda: connect(self.path, self.synchronous), name=name)
+            try:
+                await reader.start()
+            except BaseException:
+                await writer.stop()
+                raise
+            self._writer, self._reader = writer, reader
 
     async def close(self) -> None:
-        """Finish pending writes and close every connection."""
-        writer, reader = self._writer, self._reader
-        self._writer = self._reader = None
-        if writer is not None:
-            await asyncio.to_thread(writer.stop)
-        if reader is not None:
-            reader.close()
+        """Commit the writes already submitted, then close both connections."""
+        async with self._opening:
+            writer, reader = self._writer, self._reader
+            self._writer = self._reader = None
+            if writer is not None:
+                await writer.stop()
+            if reader is not None:
+                await reader.stop()
 
     @property
     def writer(self) -> SqliteWriter:
-        """The writer (its counters show group commit at work)."""
+        """The writer thread (its counters show group commit at work).
+
+        Raises:
+            StoreError: the store is not open.
+        """
         if self._writer is None:
-            raise StoreError("the SQLite store is not open; await store.open() first")
+            raise StoreError(f"the SQLite store {self.path} is not open; await store.open() first")
         return self._writer
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self.writer.submit(work)
 
-    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        # Reads run on the loop thread: in WAL mode they never wait for writers, and a
-        # thread hop would cost ten times the read itself.
+    async def _read(self, work: Callable[[sqlite3.Connection], T], *, snapshot: bool = False) -> T:
         if self._reader is None:
-            raise StoreError("the SQLite store is not open; await store.open() first")
-        try:
-            return work(self._reader)
-        except sqlite3.Error as error:
-            raise StoreError(f"SQLite read failed: {error}") from error
+            raise StoreError(f"the SQLite store {self.path} is not open; await store.open() first")
+        return await self._reader.read(work, snapshot=snapshot)
 
     # -- workflows -------------------------------------------------------------------
 
     async def create_workflow(self, record: WorkflowRecord) -> tuple[WorkflowRecord, bool]:
-        """Insert unless the id exists."""
+        """Insert ``record`` unless its id is taken (see :class:`~durably.store.Store`)."""
+        params = _rows.workflow_params(record)
 
         def work(connection: sqlite3.Connection) -> tuple[WorkflowRecord, bool]:
-            inserted = connection.execute(Q["insert_workflow"], _workflow_params(record)).rowcount
-            if inserted:
-                return record, True
-            row = connection.execute(
-                Q["get_workflow"], {"workflow_id": record.workflow_id}
-            ).fetchone()
-            return _workflow(row), False
+            inserted = connection.execute(Q["insert_workflow"], params).fetchone()
+            if inserted is not None:
+                return _rows.workflow_from_row(inserted), True
+            existing = connection.execute(Q["get_workflow"], params).fetchone()
+            return _rows.workflow_from_row(existing), False
 
         return await self._write(work)
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
-        """The workflow or None."""
+        """The workflow with this id, or None."""
         row = await self._read(
             lambda c: c.execute(Q["get_workflow"], {"workflow_id": workflow_id}).fetchone()
         )
-        return None if row is None else _workflow(row)
+        return None if row is None else _rows.workflow_from_row(row)
 
     async def list_workflows(
         self,
@@ -181,46 +184,44 @@ class SqliteStore:
         offset: int = 0,
         newest_first: bool = False,
     ) -> list[WorkflowRecord]:
-        """Filtered workflows ordered by creation."""
+        """Workflows matching every filter, ordered by (created_at, workflow_id)."""
         params = {
-            "statuses": None if statuses is None else json.dumps([str(s) for s in statuses]),
-            "names": None if names is None else json.dumps(list(names)),
+            "statuses": None if statuses is None else _json_list(statuses),
+            "names": None if names is None else _json_list(names),
             "created_after": created_after,
             "created_before": created_before,
-            "limit": limit,
-            "offset": offset,
+            "limit": max(limit, 0),
+            "offset": max(offset, 0),
         }
         query = Q["list_workflows_newest_first" if newest_first else "list_workflows_oldest_first"]
         rows = await self._read(lambda c: c.execute(query, params).fetchall())
-        return [_workflow(row) for row in rows]
+        return [_rows.workflow_from_row(row) for row in rows]
 
     async def count_workflows(self) -> dict[WorkflowStatus, int]:
-        """Counts per status."""
+        """The number of workflows in each status that has any."""
         rows = await self._read(lambda c: c.execute(Q["count_workflows"]).fetchall())
         return {WorkflowStatus(row["status"]): row["total"] for row in rows}
 
     async def delete_workflow(self, workflow_id: str) -> bool:
-        """Delete a workflow and its rows."""
-        return await self._write(
-            lambda c: c.execute(Q["delete_workflow"], {"workflow_id": workflow_id}).rowcount > 0
-        )
+        """Delete a workflow; its operations, attempts and signals cascade."""
+        params = {"workflow_id": workflow_id}
+        deleted = await self._write(lambda c: c.execute(Q["delete_workflow"], params).rowcount)
+        return deleted > 0
 
     async def purge_workflows(
         self, *, finished_before: int, statuses: Collection[WorkflowStatus]
     ) -> int:
-        """Delete old finished workflows."""
-        params = {
-            "finished_before": finished_before,
-            "statuses": json.dumps([str(s) for s in statuses]),
-        }
-        return await self._write(lambda c: c.execute(Q["purge_workflows"], params).rowcount)
+        """Delete workflows in ``statuses`` that finished before ``finished_before``."""
+        params = {"finished_before": finished_before, "statuses": _json_list(statuses)}
+        deleted: int = await self._write(lambda c: c.execute(Q["purge_workflows"], params).rowcount)
+        return deleted
 
     # -- ownership -------------------------------------------------------------------
 
     async def claim_workflow(
         self, workflow_id: str, *, owner: str, now: int, lease_until: int
     ) -> WorkflowRecord | None:
-        """Claim one workflow if claimable."""
+        """Claim the workflow if it is claimable; None otherwise (or when unknown)."""
         params = {
             "workflow_id": workflow_id,
             "owner": owner,
@@ -228,7 +229,7 @@ class SqliteStore:
             "lease_until": lease_until,
         }
         row = await self._write(lambda c: c.execute(Q["claim_workflow"], params).fetchone())
-        return None if row is None else _workflow(row)
+        return None if row is None else _rows.workflow_from_row(row)
 
     async def claim_due_workflows(
         self,
@@ -239,104 +240,116 @@ class SqliteStore:
         lease_until: int,
         limit: int,
     ) -> list[WorkflowRecord]:
-        """Claim up to ``limit`` claimable workflows."""
+        """Claim up to ``limit`` claimable workflows named in ``names``, earliest due
+        first, in one statement; the list is in that order."""
+        if limit <= 0 or not names:
+            return []
         params = {
             "owner": owner,
-            "names": json.dumps(list(names)),
+            "names": _json_list(names),
             "now": now,
             "lease_until": lease_until,
             "limit": limit,
         }
         rows = await self._write(lambda c: c.execute(Q["claim_due_workflows"], params).fetchall())
-        records = [_workflow(row) for row in rows]
-        records.sort(key=lambda r: (r.created_at, r.workflow_id))
-        return records
+        rows.sort(key=lambda row: int(row["claim_position"]))
+        return [_rows.workflow_from_row(row) for row in rows]
 
     async def next_wake_time(self, *, names: Collection[str]) -> int | None:
-        """Earliest timer of a suspended workflow."""
-        params = {"names": json.dumps(list(names))}
+        """The earliest timer of a suspended workflow named in ``names``, or None."""
+        params = {"names": _json_list(names)}
         row = await self._read(lambda c: c.execute(Q["next_wake_time"], params).fetchone())
-        return None if row is None else row["wake_at"]
+        wake_at: int | None = row["wake_at"]
+        return wake_at
 
     async def renew_leases(self, *, owner: str, now: int, lease_until: int) -> list[str]:
-        """Extend the owner's leases; return ids with a pending cancellation."""
+        """Extend every lease of ``owner`` in one statement and record its heartbeat.
+
+        Returns:
+            The ids (sorted) of its workflows whose cancellation was requested.
+        """
+        params = {"owner": owner, "now": now, "lease_until": lease_until}
 
         def work(connection: sqlite3.Connection) -> list[str]:
-            connection.execute(Q["renew_leases"], {"owner": owner, "lease_until": lease_until})
-            connection.execute(Q["touch_executor"], {"owner": owner, "now": now})
-            rows = connection.execute(Q["cancelled_workflows_of_owner"], {"owner": owner})
-            return [row["workflow_id"] for row in rows]
+            rows = connection.execute(Q["renew_leases"], params).fetchall()
+            connection.execute(Q["record_heartbeat"], params)
+            return sorted(row["workflow_id"] for row in rows if row["cancel_requested"])
 
         return await self._write(work)
 
     async def release_workflows(self, *, owner: str) -> int:
-        """Give up every lease of ``owner``."""
-        return await self._write(
-            lambda c: c.execute(Q["release_workflows"], {"owner": owner}).rowcount
+        """Give up every lease of ``owner``; return how many there were."""
+        params = {"owner": owner}
+        released: int = await self._write(
+            lambda c: c.execute(Q["release_workflows"], params).rowcount
         )
+        return released
 
     async def register_executor(
         self, *, executor_id: str, hostname: str, pid: int, now: int
     ) -> None:
-        """Record a live executor."""
+        """Record a live executor (insert or replace)."""
         params = {"executor_id": executor_id, "hostname": hostname, "pid": pid, "now": now}
         await self._write(lambda c: c.execute(Q["register_executor"], params))
 
     async def list_executors(self) -> list[tuple[str, str, int, int]]:
-        """Every registered executor."""
+        """Every registered executor, by id."""
         rows = await self._read(lambda c: c.execute(Q["list_executors"]).fetchall())
-        return [(row[0], row[1], row[2], row[3]) for row in rows]
+        return [
+            (row["executor_id"], row["hostname"], row["pid"], row["heartbeat_at"]) for row in rows
+        ]
 
     async def remove_executor(self, *, executor_id: str, expire_leases: bool) -> int:
-        """Forget an executor, optionally freeing its workflows."""
+        """Forget an executor; with ``expire_leases`` release its workflows at once."""
+        params = {"executor_id": executor_id, "owner": executor_id}
 
         def work(connection: sqlite3.Connection) -> int:
-            connection.execute(Q["remove_executor"], {"executor_id": executor_id})
+            connection.execute(Q["remove_executor"], params)
             if not expire_leases:
                 return 0
-            return connection.execute(Q["release_workflows"], {"owner": executor_id}).rowcount
+            released: int = connection.execute(Q["release_workflows"], params).rowcount
+            return released
 
         return await self._write(work)
 
     # -- history ---------------------------------------------------------------------
 
     async def load_history(self, workflow_id: str) -> History:
-        """Every recorded operation and failed attempt."""
+        """Every recorded operation and failed attempt, read in one snapshot."""
+        params = {"workflow_id": workflow_id}
 
         def work(connection: sqlite3.Connection) -> History:
-            params = {"workflow_id": workflow_id}
-            operations = {
-                row["seq"]: _operation(row)
-                for row in connection.execute(Q["load_operations"], params)
-            }
-            attempts: dict[int, list[AttemptRecord]] = {}
-            for row in connection.execute(Q["load_attempts"], params):
-                attempts.setdefault(row["seq"], []).append(_attempt(row))
-            return History(operations=operations, attempts=attempts)
+            operations = connection.execute(Q["load_operations"], params).fetchall()
+            attempts = connection.execute(Q["load_attempts"], params).fetchall()
+            by_seq: dict[int, list[AttemptRecord]] = {}
+            for row in attempts:
+                by_seq.setdefault(row["seq"], []).append(_rows.attempt_from_row(row))
+            return History(
+                operations={row["seq"]: _rows.operation_from_row(row) for row in operations},
+                attempts=by_seq,
+            )
 
-        return await self._read(work)
+        return await self._read(work, snapshot=True)
 
     async def record_operation(self, fence: Fence, operation: OperationRecord) -> None:
-        """Insert or replace an operation, fenced."""
-        params = _operation_params(operation)
-        fence_params = _fence_params(fence, operation.finished_at or operation.started_at)
+        """Insert or replace the operation at its seq, fenced: one fenced upsert and
+        a refresh of ``updated_at``, with no read first."""
+        require_same_workflow(fence, operation.workflow_id)
+        params = _rows.operation_params(fence, operation)
 
         def work(connection: sqlite3.Connection) -> None:
-            if not connection.execute(Q["fence_and_touch"], fence_params).rowcount:
-                raise _lease_lost(fence)
-            connection.execute(Q["upsert_operation"], params)
+            _record(connection, fence, params, operation)
 
         await self._write(work)
 
     async def record_attempt(self, fence: Fence, attempt: AttemptRecord) -> None:
-        """Insert a failed attempt, fenced."""
-        params = _fields(attempt)
-        fence_params = _fence_params(fence, attempt.finished_at)
+        """Insert (or replace, same key) a failed attempt, fenced."""
+        require_same_workflow(fence, attempt.workflow_id)
+        params = _rows.attempt_params(fence, attempt)
 
         def work(connection: sqlite3.Connection) -> None:
-            if not connection.execute(Q["fence_and_touch"], fence_params).rowcount:
-                raise _lease_lost(fence)
-            connection.execute(Q["upsert_attempt"], params)
+            if connection.execute(Q["record_attempt"], params).rowcount == 0:
+                raise lease_lost(fence)
 
         await self._write(work)
 
@@ -351,26 +364,23 @@ class SqliteStore:
         result: str | None = None,
         error: str | None = None,
     ) -> WorkflowRecord:
-        """Compare-and-set the status, fenced."""
-        sources = {*allowed_sources(status), status}
+        """Compare-and-set the status, fenced (see :class:`~durably.store.Store`)."""
         params = {
-            "workflow_id": fence.workflow_id,
-            "owner": fence.owner,
-            "fence": fence.fence,
-            "status": str(status),
+            **_rows.fence_params(fence),
+            "status": status.value,
+            "sources": _json_list({*allowed_sources(status), status}),
             "now": now,
             "result": result,
             "error": error,
-            "releases": status in TERMINAL_STATUSES or status is WorkflowStatus.PARKED,
-            "is_terminal": status in TERMINAL_STATUSES,
-            "sources": json.dumps([str(s) for s in sources]),
+            "releases": status.is_terminal or status is WorkflowStatus.PARKED,
+            "finishes": status.is_terminal,
         }
 
         def work(connection: sqlite3.Connection) -> WorkflowRecord:
             row = connection.execute(Q["set_workflow_status"], params).fetchone()
             if row is None:
-                raise _lease_lost(fence, f"or it cannot move to {status}")
-            return _workflow(row)
+                raise _refusal(connection, fence, status)
+            return _rows.workflow_from_row(row)
 
         return await self._write(work)
 
@@ -383,11 +393,10 @@ class SqliteStore:
         wait_reason: str,
         waiting_for_signal: str | None = None,
     ) -> WorkflowRecord:
-        """RUNNING -> SUSPENDED, releasing ownership."""
+        """RUNNING to SUSPENDED, releasing ownership, fenced; due at once when the
+        awaited signal is already in the inbox or a cancellation was requested."""
         params = {
-            "workflow_id": fence.workflow_id,
-            "owner": fence.owner,
-            "fence": fence.fence,
+            **_rows.fence_params(fence),
             "now": now,
             "wake_at": wake_at,
             "wait_reason": wait_reason,
@@ -397,42 +406,39 @@ class SqliteStore:
         def work(connection: sqlite3.Connection) -> WorkflowRecord:
             row = connection.execute(Q["suspend_workflow"], params).fetchone()
             if row is None:
-                raise _lease_lost(fence, "or it is not RUNNING")
-            return _workflow(row)
+                raise _refusal(connection, fence, WorkflowStatus.SUSPENDED)
+            return _rows.workflow_from_row(row)
 
         return await self._write(work)
 
     async def request_cancel(
         self, workflow_id: str, *, compensate: bool, now: int
     ) -> WorkflowRecord:
-        """Record a cancellation request."""
+        """Record a cancellation request (see :class:`~durably.store.Store` and
+        :meth:`MemoryStore.request_cancel <durably.store.MemoryStore.request_cancel>`)."""
+        params = {"workflow_id": workflow_id, "compensate": int(compensate), "now": now}
 
         def work(connection: sqlite3.Connection) -> WorkflowRecord:
-            params: dict[str, Any] = {"workflow_id": workflow_id, "now": now}
             row = connection.execute(Q["get_workflow"], params).fetchone()
             if row is None:
-                raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
-            record = _workflow(row)
+                raise workflow_not_found(workflow_id)
+            record = _rows.workflow_from_row(row)
             if record.status is WorkflowStatus.CANCELLED:
                 return record
-            if record.status in TERMINAL_STATUSES:
-                raise WorkflowFinishedError(
-                    f"workflow {workflow_id!r} already ended {record.status}; nothing to cancel"
-                )
-            row = connection.execute(
-                Q["request_cancel"], {**params, "compensate": int(compensate)}
-            ).fetchone()
-            unowned = record.owner is None or (record.lease_until or 0) < now
-            if unowned and record.status in (
-                WorkflowStatus.PENDING,
-                WorkflowStatus.SUSPENDED,
-                WorkflowStatus.PARKED,
-            ):
-                if compensate and record.status is not WorkflowStatus.PENDING:
-                    row = connection.execute(Q["wake_for_compensation"], params).fetchone()
-                else:
-                    row = connection.execute(Q["cancel_unowned"], params).fetchone()
-            return _workflow(row)
+            if record.status.is_terminal:
+                raise workflow_finished(workflow_id, record.status, "cancel it")
+            has_live_lease = (
+                record.owner is not None
+                and record.lease_until is not None
+                and record.lease_until >= now
+            )
+            if record.status not in CANCEL_AT_ONCE_STATUSES or has_live_lease:
+                query = "flag_cancel"
+            elif compensate or record.compensate_on_cancel:
+                query = "wake_to_compensate"
+            else:
+                query = "cancel_idle_workflow"
+            return _rows.workflow_from_row(connection.execute(Q[query], params).fetchone())
 
         return await self._write(work)
 
@@ -448,187 +454,95 @@ class SqliteStore:
         dedup_key: str | None,
         now: int,
     ) -> tuple[SignalRecord, bool]:
-        """Append to the inbox and wake a suspended workflow."""
+        """Append to the inbox and wake the workflow if it is suspended (see
+        :meth:`MemoryStore.append_signal <durably.store.MemoryStore.append_signal>`)."""
+        params = {
+            "workflow_id": workflow_id,
+            "name": name,
+            "payload": payload,
+            "serializer": serializer,
+            "dedup_key": dedup_key,
+            "now": now,
+        }
 
         def work(connection: sqlite3.Connection) -> tuple[SignalRecord, bool]:
-            params: dict[str, Any] = {"workflow_id": workflow_id, "now": now}
             row = connection.execute(Q["get_workflow"], params).fetchone()
             if row is None:
-                raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
-            status = WorkflowStatus(row["status"])
-            if status in TERMINAL_STATUSES:
-                raise WorkflowFinishedError(
-                    f"workflow {workflow_id!r} already ended {status}; it cannot receive "
-                    f"signal {name!r}"
-                )
+                raise workflow_not_found(workflow_id)
             if dedup_key is not None:
-                existing = connection.execute(
-                    Q["find_signal_by_dedup_key"], {**params, "dedup_key": dedup_key}
-                ).fetchone()
+                existing = connection.execute(Q["find_signal_by_dedup_key"], params).fetchone()
                 if existing is not None:
-                    return _signal(existing), False
-            inserted = connection.execute(
-                Q["insert_signal"],
-                {
-                    **params,
-                    "name": name,
-                    "payload": payload,
-                    "serializer": serializer,
-                    "dedup_key": dedup_key,
-                },
-            ).fetchone()
+                    return _rows.signal_from_row(existing), False
+            status = WorkflowStatus(row["status"])
+            if status.is_terminal:
+                raise workflow_finished(workflow_id, status, f"send it signal {name!r}")
+            inserted = connection.execute(Q["insert_signal"], params).fetchone()
             connection.execute(Q["wake_suspended"], params)
-            return _signal(inserted), True
+            return _rows.signal_from_row(inserted), True
 
         return await self._write(work)
 
     async def consume_signal(self, fence: Fence, operation: OperationRecord) -> SignalRecord | None:
-        """Consume the oldest matching signal and record the operation, atomically."""
-        fence_params = _fence_params(fence, operation.finished_at or operation.started_at)
+        """Consume the oldest unconsumed signal named ``operation.name`` and record
+        the operation with its payload, fenced, in one transaction; None (and no
+        write) when there is none."""
+        require_same_workflow(fence, operation.workflow_id)
+        params = {
+            **_rows.fence_params(fence),
+            "name": operation.name,
+            "seq": operation.seq,
+            "consumed_at": (
+                operation.started_at if operation.finished_at is None else operation.finished_at
+            ),
+        }
 
         def work(connection: sqlite3.Connection) -> SignalRecord | None:
-            signal = connection.execute(
-                Q["oldest_unconsumed_signal"],
-                {"workflow_id": fence.workflow_id, "name": operation.name},
-            ).fetchone()
-            if signal is None:
-                owned = connection.execute(
-                    "SELECT 1 FROM workflows WHERE workflow_id = :workflow_id "
-                    "AND owner = :owner AND fence = :fence",
-                    fence_params,
-                ).fetchone()
-                if owned is None:
-                    raise _lease_lost(fence)
+            row = connection.execute(Q["consume_signal"], params).fetchone()
+            if row is None:
+                if connection.execute(Q["is_owned"], params).fetchone() is None:
+                    raise lease_lost(fence)
                 return None
-            if not connection.execute(Q["fence_and_touch"], fence_params).rowcount:
-                raise _lease_lost(fence)
-            consumed = connection.execute(
-                Q["mark_signal_consumed"],
-                {
-                    "signal_id": signal["signal_id"],
-                    "seq": operation.seq,
-                    "now": operation.finished_at,
-                },
-            ).fetchone()
+            signal = _rows.signal_from_row(row)
             recorded = dataclasses.replace(
                 operation,
                 status=OperationStatus.COMPLETED,
-                result=signal["payload"],
-                serializer=signal["serializer"],
+                result=signal.payload,
+                serializer=signal.serializer,
             )
-            connection.execute(Q["upsert_operation"], _operation_params(recorded))
-            return _signal(consumed)
+            _record(connection, fence, _rows.operation_params(fence, recorded), recorded)
+            return signal
 
         return await self._write(work)
 
     async def list_signals(self, workflow_id: str) -> list[SignalRecord]:
-        """The inbox, oldest first."""
-        rows = await self._read(
-            lambda c: c.execute(Q["list_signals"], {"workflow_id": workflow_id}).fetchall()
-        )
-        return [_signal(row) for row in rows]
+        """The inbox, consumed or not, oldest first."""
+        params = {"workflow_id": workflow_id}
+        rows = await self._read(lambda c: c.execute(Q["list_signals"], params).fetchall())
+        return [_rows.signal_from_row(row) for row in rows]
 
 
-def _lease_lost(fence: Fence, detail: str = "") -> LeaseLostError:
-    suffix = f" ({detail})" if detail else ""
-    return LeaseLostError(
-        f"workflow {fence.workflow_id!r} is no longer owned by {fence.owner!r} "
-        f"(fence {fence.fence}): another executor took it over{suffix}"
+def _record(
+    connection: sqlite3.Connection,
+    fence: Fence,
+    params: _rows.Params,
+    operation: OperationRecord,
+) -> None:
+    """The hot path: the fenced upsert, then (still owned) the updated_at refresh."""
+    if connection.execute(Q["record_operation"], params).rowcount == 0:
+        raise lease_lost(fence)
+    moment = operation.started_at if operation.finished_at is None else operation.finished_at
+    connection.execute(
+        Q["refresh_updated_at"], {"workflow_id": fence.workflow_id, "moment": moment}
     )
 
 
-def _fence_params(fence: Fence, moment: int) -> dict[str, Any]:
-    return {
-        "workflow_id": fence.workflow_id,
-        "owner": fence.owner,
-        "fence": fence.fence,
-        "moment": moment,
-    }
-
-
-def _fields(record: Any) -> dict[str, Any]:
-    # dataclasses.asdict deep-copies every value; records hold only immutable values.
-    return {field.name: getattr(record, field.name) for field in dataclasses.fields(record)}
-
-
-def _workflow_params(record: WorkflowRecord) -> dict[str, Any]:
-    params = _fields(record)
-    params["status"] = str(record.status)
-    params["cancel_requested"] = int(record.cancel_requested)
-    params["compensate_on_cancel"] = int(record.compensate_on_cancel)
-    return params
-
-
-def _operation_params(operation: OperationRecord) -> dict[str, Any]:
-    params = _fields(operation)
-    params["kind"] = str(operation.kind)
-    params["status"] = str(operation.status)
-    return params
-
-
-def _workflow(row: sqlite3.Row) -> WorkflowRecord:
-    return WorkflowRecord(
-        workflow_id=row["workflow_id"],
-        workflow_name=row["workflow_name"],
-        status=WorkflowStatus(row["status"]),
-        version=row["version"],
-        input=row["input"],
-        result=row["result"],
-        error=row["error"],
-        serializer=row["serializer"],
-        owner=row["owner"],
-        fence=row["fence"],
-        lease_until=row["lease_until"],
-        wake_at=row["wake_at"],
-        deadline_at=row["deadline_at"],
-        wait_reason=row["wait_reason"],
-        cancel_requested=bool(row["cancel_requested"]),
-        compensate_on_cancel=bool(row["compensate_on_cancel"]),
-        recovery_attempts=row["recovery_attempts"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        finished_at=row["finished_at"],
-    )
-
-
-def _operation(row: sqlite3.Row) -> OperationRecord:
-    return OperationRecord(
-        workflow_id=row["workflow_id"],
-        seq=row["seq"],
-        kind=OperationKind(row["kind"]),
-        name=row["name"],
-        status=OperationStatus(row["status"]),
-        result=row["result"],
-        error=row["error"],
-        serializer=row["serializer"],
-        attempts=row["attempts"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        wake_at=row["wake_at"],
-    )
-
-
-def _attempt(row: sqlite3.Row) -> AttemptRecord:
-    return AttemptRecord(
-        workflow_id=row["workflow_id"],
-        seq=row["seq"],
-        attempt=row["attempt"],
-        error=row["error"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        next_attempt_at=row["next_attempt_at"],
-    )
-
-
-def _signal(row: sqlite3.Row) -> SignalRecord:
-    return SignalRecord(
-        signal_id=row["signal_id"],
-        workflow_id=row["workflow_id"],
-        name=row["name"],
-        payload=row["payload"],
-        serializer=row["serializer"],
-        dedup_key=row["dedup_key"],
-        created_at=row["created_at"],
-        consumed_seq=row["consumed_seq"],
-        consumed_at=row["consumed_at"],
-    )
+def _refusal(
+    connection: sqlite3.Connection, fence: Fence, wanted: WorkflowStatus
+) -> LeaseLostError:
+    """Why a fenced status change matched no row (only read on this rare path)."""
+    row = connection.execute(Q["get_workflow"], {"workflow_id": fence.workflow_id}).fetchone()
+    if row is None:
+        return lease_lost(fence, "the workflow does not exist")
+    if row["owner"] != fence.owner or row["fence"] != fence.fence:
+        return lease_lost(fence)
+    return transition_refused(fence, WorkflowStatus(row["status"]), wanted)

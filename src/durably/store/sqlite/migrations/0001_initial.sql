@@ -1,4 +1,6 @@
--- durably schema, version 1. Timestamps are integer UTC epoch microseconds.
+-- durably schema version 1.
+-- Timestamps are integer UTC epoch microseconds; payloads are TEXT in the serializer
+-- named beside them. Children rows go with their workflow (ON DELETE CASCADE).
 
 CREATE TABLE workflows (
     workflow_id          TEXT PRIMARY KEY,
@@ -13,31 +15,36 @@ CREATE TABLE workflows (
     error                TEXT,
     serializer           TEXT NOT NULL DEFAULT 'json',
     owner                TEXT,
-    fence                INTEGER NOT NULL DEFAULT 0,
+    fence                INTEGER NOT NULL DEFAULT 0 CHECK (fence >= 0),
     lease_until          INTEGER,
     wake_at              INTEGER,
     deadline_at          INTEGER,
     wait_reason          TEXT,
     cancel_requested     INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested IN (0, 1)),
     compensate_on_cancel INTEGER NOT NULL DEFAULT 0 CHECK (compensate_on_cancel IN (0, 1)),
-    recovery_attempts    INTEGER NOT NULL DEFAULT 0,
+    recovery_attempts    INTEGER NOT NULL DEFAULT 0 CHECK (recovery_attempts >= 0),
     created_at           INTEGER NOT NULL,
     updated_at           INTEGER NOT NULL,
     finished_at          INTEGER
 );
 
-CREATE INDEX workflows_by_status_lease ON workflows (status, lease_until);
-CREATE INDEX workflows_by_status_wake ON workflows (status, wake_at);
+-- Claims: live statuses whose lease ended, and suspended workflows whose timer is due.
+CREATE INDEX workflows_claim_by_lease ON workflows (status, lease_until);
+CREATE INDEX workflows_claim_by_wake ON workflows (status, wake_at);
+-- Listing, oldest or newest first, all or by name.
 CREATE INDEX workflows_by_created ON workflows (created_at, workflow_id);
-CREATE INDEX workflows_by_name ON workflows (workflow_name, created_at);
+CREATE INDEX workflows_by_name ON workflows (workflow_name, created_at, workflow_id);
+-- Heartbeats and releases touch every workflow of one owner.
 CREATE INDEX workflows_by_owner ON workflows (owner) WHERE owner IS NOT NULL;
+-- Purging finished workflows.
 CREATE INDEX workflows_by_finished ON workflows (finished_at) WHERE finished_at IS NOT NULL;
 
+-- No CHECK on kind: new kinds of durable operation (children, events) will be added,
+-- and SQLite can change a CHECK constraint only by rebuilding the table.
 CREATE TABLE operations (
     workflow_id TEXT NOT NULL REFERENCES workflows (workflow_id) ON DELETE CASCADE,
     seq         INTEGER NOT NULL,
-    kind        TEXT NOT NULL CHECK (kind IN (
-                    'STEP', 'SLEEP', 'SIGNAL', 'NOW', 'RANDOM', 'UUID', 'COMPENSATION')),
+    kind        TEXT NOT NULL,
     name        TEXT NOT NULL,
     status      TEXT NOT NULL CHECK (status IN ('COMPLETED', 'FAILED', 'WAITING')),
     result      TEXT,
@@ -61,6 +68,7 @@ CREATE TABLE attempts (
     PRIMARY KEY (workflow_id, seq, attempt)
 ) WITHOUT ROWID;
 
+-- AUTOINCREMENT: signal ids are never reused, so "oldest first" is "smallest id".
 CREATE TABLE signals (
     signal_id    INTEGER PRIMARY KEY AUTOINCREMENT,
     workflow_id  TEXT NOT NULL REFERENCES workflows (workflow_id) ON DELETE CASCADE,
@@ -73,6 +81,7 @@ CREATE TABLE signals (
     consumed_at  INTEGER
 );
 
+-- The inbox: the oldest unconsumed signal of a name is one index seek.
 CREATE INDEX signals_inbox ON signals (workflow_id, name, consumed_seq, signal_id);
 CREATE UNIQUE INDEX signals_dedup ON signals (workflow_id, dedup_key) WHERE dedup_key IS NOT NULL;
 

@@ -1,0 +1,68 @@
+"""What every store decides the same way, and the errors it raises, worded once.
+
+Stores differ in how they find out that a call must be refused, never in what the
+caller is told, so that an operator reads the same message whatever the backend.
+"""
+
+from __future__ import annotations
+
+from durably.errors import LeaseLostError, WorkflowFinishedError, WorkflowNotFoundError
+from durably.models import Fence, WorkflowStatus
+
+#: Statuses in which a cancellation request acts at once when no live lease is held:
+#: without compensation the workflow becomes CANCELLED, with it the workflow is made
+#: due so that an executor claims it and compensates. PARKED is included although
+#: ``store/base.py`` names only PENDING and SUSPENDED: a parked workflow waits for an
+#: operator, and cancelling it is such an action; otherwise the request would be a
+#: flag that nobody ever reads.
+CANCEL_AT_ONCE_STATUSES = frozenset(
+    {WorkflowStatus.PENDING, WorkflowStatus.SUSPENDED, WorkflowStatus.PARKED}
+)
+
+
+def lease_lost(fence: Fence, reason: str | None = None) -> LeaseLostError:
+    """The fenced write of ``fence`` was refused; ``reason`` says why when known."""
+    why = reason or "another executor claimed it, or its lease was released"
+    return LeaseLostError(
+        f"workflow {fence.workflow_id!r} is no longer owned by executor {fence.owner!r} "
+        f"with fence {fence.fence} ({why}); nothing was written and this executor must "
+        f"stop running it",
+        workflow_id=fence.workflow_id,
+    )
+
+
+def transition_refused(
+    fence: Fence, current: WorkflowStatus, new: WorkflowStatus
+) -> LeaseLostError:
+    """A status change that the state machine does not allow from ``current``."""
+    return lease_lost(fence, f"it is {current}, which cannot move to {new}")
+
+
+def workflow_not_found(workflow_id: str) -> WorkflowNotFoundError:
+    """No workflow has this id."""
+    return WorkflowNotFoundError(
+        f"no workflow with id {workflow_id!r} exists in this store; check the id "
+        f"(it may have been purged)",
+        workflow_id=workflow_id,
+    )
+
+
+def workflow_finished(
+    workflow_id: str, status: WorkflowStatus, action: str
+) -> WorkflowFinishedError:
+    """The workflow is terminal, so ``action`` (e.g. "cancel it") is impossible."""
+    return WorkflowFinishedError(
+        f"workflow {workflow_id!r} already ended with status {status}; cannot {action}",
+        workflow_id=workflow_id,
+        status=str(status),
+    )
+
+
+def require_same_workflow(fence: Fence, workflow_id: str) -> None:
+    """Refuse a record of another workflow than the one ``fence`` owns (a caller bug
+    that would otherwise write into the wrong history)."""
+    if workflow_id != fence.workflow_id:
+        raise ValueError(
+            f"a record of workflow {workflow_id!r} cannot be written with the fence of "
+            f"workflow {fence.workflow_id!r}"
+        )

@@ -1,0 +1,104 @@
+"""Opening the database file: private file mode, version checks and pragmas."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from durably.errors import StoreError
+from durably.store.sqlite._migrate import check_version, migrate
+
+#: RETURNING (every claim and status change uses it) arrived in SQLite 3.35.
+MINIMUM_SQLITE = (3, 35, 0)
+BUSY_TIMEOUT_MS = 5000
+_BUSY_TIMEOUT_PRAGMA = "PRAGMA busy_timeout = 5000"
+
+#: The accepted durability levels and the statement that sets each. Pragmas take no
+#: bound parameters, so the statements are fixed text chosen from this table.
+SYNCHRONOUS_PRAGMAS = {
+    "NORMAL": "PRAGMA synchronous = NORMAL",
+    "FULL": "PRAGMA synchronous = FULL",
+}
+
+_COMMON_PRAGMAS = (
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA temp_store = MEMORY",
+    "PRAGMA cache_size = -8000",
+)
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` readable and writable by its owner only, if it is missing.
+
+    SQLite creates the ``-wal`` and ``-shm`` files with the database's mode, so they
+    are private too. An existing file keeps the mode its owner gave it.
+    """
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return  # another process created it between our check and our open
+    os.close(descriptor)
+
+
+def connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    """A connection to an existing, current database with durably's pragmas.
+
+    ``isolation_level=None``: transactions are begun and ended explicitly (by the
+    writer's ``BEGIN IMMEDIATE``), never implicitly by the driver.
+    ``check_same_thread=False``: the writer's connection is opened on its thread but
+    also used by the event loop's flush; the writer's lock keeps the uses apart.
+    """
+    if sqlite3.sqlite_version_info < MINIMUM_SQLITE:
+        raise StoreError(
+            f"durably needs SQLite {'.'.join(map(str, MINIMUM_SQLITE))} or newer, but this "
+            f"Python uses SQLite {sqlite3.sqlite_version}; use a newer Python build"
+        )
+    connection = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    try:
+        connection.execute(_BUSY_TIMEOUT_PRAGMA)
+        check_version(connection)
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(
+                f"SQLite could not put {path} in WAL mode (it stays {mode!r}); durably "
+                f"needs a local file system that supports shared memory"
+            )
+        connection.execute(SYNCHRONOUS_PRAGMAS[synchronous])
+        for pragma in _COMMON_PRAGMAS:
+            connection.execute(pragma)
+        connection.row_factory = sqlite3.Row
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def connect_and_migrate(path: Path, synchronous: str) -> sqlite3.Connection:
+    """The writer's connection: create the file if needed, then bring the schema up
+    to date (refusing a newer one before touching the file)."""
+    create_private_file(path)
+    connection = connect(path, synchronous)
+    try:
+        migrate(connection)
+        _require_json(connection)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _require_json(connection: sqlite3.Connection) -> None:
+    """Collection filters are bound as JSON arrays: SQLite's JSON functions are needed."""
+    try:
+        connection.execute("SELECT count(*) FROM json_each('[]')")
+    except sqlite3.OperationalError as error:
+        raise StoreError(
+            f"this Python's SQLite ({sqlite3.sqlite_version}) lacks the JSON functions "
+            f"that durably needs; use a Python build with SQLite 3.38 or newer"
+        ) from error

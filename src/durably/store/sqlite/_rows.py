@@ -1,0 +1,174 @@
+"""Rows to records and records to parameters: the SQLite store's boundary.
+
+Statuses are stored as their names, booleans as 0/1, timestamps as integers. A row
+that cannot become a record raises :class:`~durably.errors.CorruptRecordError`
+naming it, instead of a bare ``ValueError`` from deep inside the engine.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from durably.errors import CorruptRecordError
+from durably.models import (
+    AttemptRecord,
+    Fence,
+    OperationKind,
+    OperationRecord,
+    OperationStatus,
+    SignalRecord,
+    WorkflowRecord,
+    WorkflowStatus,
+)
+
+Params = dict[str, Any]
+
+
+def fence_params(fence: Fence) -> Params:
+    """The parameters every fenced statement checks."""
+    return {"workflow_id": fence.workflow_id, "owner": fence.owner, "fence": fence.fence}
+
+
+def workflow_params(record: WorkflowRecord) -> Params:
+    """Parameters of insert_workflow."""
+    return {
+        "workflow_id": record.workflow_id,
+        "workflow_name": record.workflow_name,
+        "status": record.status.value,
+        "version": record.version,
+        "input": record.input,
+        "result": record.result,
+        "error": record.error,
+        "serializer": record.serializer,
+        "owner": record.owner,
+        "fence": record.fence,
+        "lease_until": record.lease_until,
+        "wake_at": record.wake_at,
+        "deadline_at": record.deadline_at,
+        "wait_reason": record.wait_reason,
+        "cancel_requested": int(record.cancel_requested),
+        "compensate_on_cancel": int(record.compensate_on_cancel),
+        "recovery_attempts": record.recovery_attempts,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "finished_at": record.finished_at,
+    }
+
+
+def operation_params(fence: Fence, operation: OperationRecord) -> Params:
+    """Parameters of record_operation (the operation and the fence it is written with)."""
+    return {
+        **fence_params(fence),
+        "seq": operation.seq,
+        "kind": operation.kind.value,
+        "name": operation.name,
+        "status": operation.status.value,
+        "result": operation.result,
+        "error": operation.error,
+        "serializer": operation.serializer,
+        "attempts": operation.attempts,
+        "started_at": operation.started_at,
+        "finished_at": operation.finished_at,
+        "wake_at": operation.wake_at,
+    }
+
+
+def attempt_params(fence: Fence, attempt: AttemptRecord) -> Params:
+    """Parameters of record_attempt."""
+    return {
+        **fence_params(fence),
+        "seq": attempt.seq,
+        "attempt": attempt.attempt,
+        "error": attempt.error,
+        "started_at": attempt.started_at,
+        "finished_at": attempt.finished_at,
+        "next_attempt_at": attempt.next_attempt_at,
+    }
+
+
+def workflow_from_row(row: sqlite3.Row) -> WorkflowRecord:
+    """A workflows row as a record."""
+    try:
+        return WorkflowRecord(
+            workflow_id=row["workflow_id"],
+            workflow_name=row["workflow_name"],
+            status=WorkflowStatus(row["status"]),
+            version=row["version"],
+            input=row["input"],
+            result=row["result"],
+            error=row["error"],
+            serializer=row["serializer"],
+            owner=row["owner"],
+            fence=row["fence"],
+            lease_until=row["lease_until"],
+            wake_at=row["wake_at"],
+            deadline_at=row["deadline_at"],
+            wait_reason=row["wait_reason"],
+            cancel_requested=bool(row["cancel_requested"]),
+            compensate_on_cancel=bool(row["compensate_on_cancel"]),
+            recovery_attempts=row["recovery_attempts"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            finished_at=row["finished_at"],
+        )
+    except (ValueError, IndexError) as error:
+        raise _corrupt("workflow", row, error) from error
+
+
+def operation_from_row(row: sqlite3.Row) -> OperationRecord:
+    """An operations row as a record."""
+    try:
+        return OperationRecord(
+            workflow_id=row["workflow_id"],
+            seq=row["seq"],
+            kind=OperationKind(row["kind"]),
+            name=row["name"],
+            status=OperationStatus(row["status"]),
+            result=row["result"],
+            error=row["error"],
+            serializer=row["serializer"],
+            attempts=row["attempts"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            wake_at=row["wake_at"],
+        )
+    except (ValueError, IndexError) as error:
+        raise _corrupt(f"operation {row['seq']!r} of workflow", row, error) from error
+
+
+def attempt_from_row(row: sqlite3.Row) -> AttemptRecord:
+    """An attempts row as a record."""
+    return AttemptRecord(
+        workflow_id=row["workflow_id"],
+        seq=row["seq"],
+        attempt=row["attempt"],
+        error=row["error"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        next_attempt_at=row["next_attempt_at"],
+    )
+
+
+def signal_from_row(row: sqlite3.Row) -> SignalRecord:
+    """A signals row as a record."""
+    return SignalRecord(
+        signal_id=row["signal_id"],
+        workflow_id=row["workflow_id"],
+        name=row["name"],
+        payload=row["payload"],
+        serializer=row["serializer"],
+        dedup_key=row["dedup_key"],
+        created_at=row["created_at"],
+        consumed_seq=row["consumed_seq"],
+        consumed_at=row["consumed_at"],
+    )
+
+
+def _corrupt(what: str, row: sqlite3.Row, error: Exception) -> CorruptRecordError:
+    workflow_id = row["workflow_id"]
+    return CorruptRecordError(
+        f"stored {what} {workflow_id!r} cannot be read ({error}); it is left untouched "
+        f"for an operator (is the database shared with a newer durably?)",
+        workflow_id=workflow_id,
+    )

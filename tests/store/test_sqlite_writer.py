@@ -1,0 +1,268 @@
+"""The SQLite writer thread: group commit, failure isolation, locked databases."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from durably.errors import LeaseLostError, StoreError
+from durably.models import Fence
+from durably.store import SqliteStore
+from durably.store.sqlite._connect import connect_and_migrate
+from durably.store.sqlite._writer import SqliteWriter
+from durably.testing.store_contract import claimed, operation, workflow
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """An open store on a new file."""
+    store = SqliteStore(tmp_path / "durably.db")
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def queued(count: int, writer: SqliteWriter) -> None:
+    """Let freshly created write tasks submit, and check that their writes wait for the
+    same flush (writes submitted in one turn of the event loop commit together)."""
+    await asyncio.sleep(0)
+    assert len(writer._pending) == count
+
+
+def counters(writer: SqliteWriter) -> tuple[int, int]:
+    """(committed transactions, committed writes) so far."""
+    return writer.committed_transactions, writer.committed_writes
+
+
+# -- group commit ----------------------------------------------------------------------
+
+
+async def test_concurrent_steps_of_many_workflows_share_commits(store: SqliteStore) -> None:
+    """200 concurrent record_operation calls commit in fewer transactions than writes,
+    and each call returns only once its own write is committed."""
+    fences = [await claimed(store, f"w-{index:03}") for index in range(200)]
+    before = counters(store.writer)
+    await asyncio.gather(
+        *(store.record_operation(fence, operation(fence.workflow_id)) for fence in fences)
+    )
+    transactions = store.writer.committed_transactions - before[0]
+    writes = store.writer.committed_writes - before[1]
+    assert writes == 200
+    assert transactions < writes, f"{transactions} transactions for {writes} writes"
+    for fence in fences:
+        assert 0 in (await store.load_history(fence.workflow_id)).operations
+
+
+async def test_writes_queued_behind_a_busy_writer_commit_as_one(store: SqliteStore) -> None:
+    """Every write submitted in one turn of the event loop goes into one transaction."""
+    fences = [await claimed(store, f"w-{index:03}") for index in range(100)]
+    before = counters(store.writer)
+    writes = [
+        asyncio.ensure_future(store.record_operation(fence, operation(fence.workflow_id)))
+        for fence in fences
+    ]
+    await queued(100, store.writer)
+    await asyncio.gather(*writes)
+    transactions = store.writer.committed_transactions - before[0]
+    assert (transactions, store.writer.committed_writes - before[1]) == (1, 100)
+
+
+async def test_a_batch_holds_at_most_max_batch_writes(tmp_path: Path) -> None:
+    """25 writes submitted together with a batch limit of 10 commit in 3 transactions."""
+    path = tmp_path / "batch.db"
+    writer = SqliteWriter(lambda: connect_and_migrate(path, "NORMAL"), name="t", max_batch=10)
+    await writer.start()
+    try:
+        writes = [asyncio.ensure_future(writer.submit(lambda _: None)) for _ in range(25)]
+        await queued(25, writer)
+        await asyncio.gather(*writes)
+        assert counters(writer) == (3, 25)
+    finally:
+        await writer.stop()
+
+
+# -- failures inside a batch -----------------------------------------------------------
+
+
+async def test_a_refused_write_fails_alone_in_its_batch(store: SqliteStore) -> None:
+    """A stale fence in the middle of a batch raises LeaseLostError for that caller
+    only; the writes around it commit."""
+    first, second = await claimed(store, "first"), await claimed(store, "second")
+    await store.create_workflow(workflow("stale"))
+    stale = Fence(workflow_id="stale", owner="nobody", fence=7)
+    before = counters(store.writer)
+    writes = [
+        asyncio.ensure_future(store.record_operation(fence, operation(fence.workflow_id)))
+        for fence in (first, stale, second)
+    ]
+    await queued(3, store.writer)
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], LeaseLostError)
+    assert counters(store.writer) == (before[0] + 1, before[1] + 2)
+    assert 0 in (await store.load_history("first")).operations
+    assert 0 in (await store.load_history("second")).operations
+    assert (await store.load_history("stale")).operations == {}
+
+
+async def test_a_write_that_fails_halfway_is_rolled_back_entirely(store: SqliteStore) -> None:
+    """Its savepoint undoes what it wrote before raising; its neighbours are kept."""
+
+    def half_then_fail(connection: sqlite3.Connection) -> None:
+        connection.execute(
+            "INSERT INTO executors (executor_id, hostname, pid, heartbeat_at)"
+            " VALUES ('half', 'h', 1, 1)"
+        )
+        raise ValueError("changed my mind")
+
+    good = asyncio.ensure_future(store.create_workflow(workflow()))
+    bad = asyncio.ensure_future(store.writer.submit(half_then_fail))
+    await queued(2, store.writer)
+    assert (await good)[1] is True
+    with pytest.raises(ValueError, match="changed my mind"):
+        await bad
+    assert await store.list_executors() == []
+
+
+async def test_a_failed_commit_fails_every_write_of_its_batch(store: SqliteStore) -> None:
+    """When COMMIT fails, nothing of the batch is kept and every caller gets a
+    StoreError caused by the SQLite error."""
+    fence = await claimed(store)
+
+    def violate_at_commit(connection: sqlite3.Connection) -> None:
+        # A deferred foreign-key violation is only detected by COMMIT.
+        connection.execute("PRAGMA defer_foreign_keys = ON")
+        connection.execute(
+            "INSERT INTO signals (workflow_id, name, created_at) VALUES ('nobody', 's', 0)"
+        )
+
+    good = asyncio.ensure_future(store.record_operation(fence, operation()))
+    bad = asyncio.ensure_future(store.writer.submit(violate_at_commit))
+    await queued(2, store.writer)
+    for write in (good, bad):
+        with pytest.raises(StoreError, match="none of its writes were committed") as caught:
+            await write
+        assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
+    assert (await store.load_history("w-1")).operations == {}
+    await store.record_operation(fence, operation())
+    assert 0 in (await store.load_history("w-1")).operations
+
+
+async def test_an_sqlite_error_in_a_write_is_a_store_error(store: SqliteStore) -> None:
+    """The caller sees StoreError with the driver's error as its cause."""
+    with pytest.raises(StoreError) as caught:
+        await store.writer.submit(lambda c: c.execute("INSERT INTO nowhere VALUES (1)"))
+    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+
+
+# -- locked databases ------------------------------------------------------------------
+
+
+def impatient_writer(path: Path, pauses: list[float]) -> SqliteWriter:
+    """A writer whose busy timeout is zero, recording its pauses between retries."""
+
+    def connect() -> sqlite3.Connection:
+        connection = connect_and_migrate(path, "NORMAL")
+        connection.execute("PRAGMA busy_timeout = 0")
+        return connection
+
+    return SqliteWriter(
+        connect, name=str(path), busy_retries=3, busy_timeout_ms=0, pause=pauses.append
+    )
+
+
+async def test_a_locked_database_is_retried_until_it_is_free(tmp_path: Path) -> None:
+    """SQLITE_BUSY past the busy timeout is retried after a pause, and then succeeds."""
+    path, pauses = tmp_path / "locked.db", list[float]()
+    # The holder is released from the writer's thread, during the writer's pause.
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    def release_holder(seconds: float) -> None:
+        pauses.append(seconds)
+        holder.execute("ROLLBACK")
+
+    writer = impatient_writer(path, pauses)
+    writer._pause = release_holder
+    await writer.start()
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        assert await writer.submit(lambda c: c.execute("SELECT 42").fetchone()[0]) == 42
+        assert len(pauses) == 1
+    finally:
+        holder.close()
+        await writer.stop()
+
+
+async def test_a_database_locked_for_too_long_fails_clearly(tmp_path: Path) -> None:
+    """After the retries, the caller gets a StoreError saying the file stayed locked."""
+    path, pauses = tmp_path / "locked.db", list[float]()
+    writer = impatient_writer(path, pauses)
+    await writer.start()
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError, match="stayed locked") as caught:
+            await writer.submit(lambda c: c.execute("DELETE FROM executors"))
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+        assert pauses == [0.05, 0.1, 0.2]
+        holder.execute("ROLLBACK")
+        await writer.submit(lambda c: c.execute("DELETE FROM executors"))
+    finally:
+        holder.close()
+        await writer.stop()
+
+
+async def test_writes_commit_on_the_event_loop_thread_when_the_file_is_free(
+    tmp_path: Path,
+) -> None:
+    """The fast path: no thread hop when nobody else holds the database."""
+    writer = SqliteWriter(lambda: connect_and_migrate(tmp_path / "f.db", "NORMAL"), name="f")
+    await writer.start()
+    try:
+        ran_on = await writer.submit(lambda c: threading.get_ident())
+        assert ran_on == threading.get_ident()
+    finally:
+        await writer.stop()
+
+
+async def test_a_locked_database_never_blocks_the_event_loop(tmp_path: Path) -> None:
+    """While another connection holds the lock, the write waits on the writer thread
+    and the loop keeps running other tasks; the write commits once the lock is free."""
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    loop_ran = threading.Event()
+    threads: list[int] = []
+
+    def release_when_the_loop_has_run(seconds: float) -> None:
+        assert loop_ran.wait(timeout=30), "the event loop was blocked by the locked write"
+        holder.execute("ROLLBACK")
+
+    writer = SqliteWriter(
+        lambda: connect_and_migrate(path, "NORMAL"),
+        name=str(path),
+        busy_timeout_ms=0,
+        pause=release_when_the_loop_has_run,
+    )
+    await writer.start()
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+
+        def work(connection: sqlite3.Connection) -> int:
+            threads.append(threading.get_ident())
+            return int(connection.execute("SELECT count(*) FROM executors").fetchone()[0])
+
+        write = asyncio.ensure_future(writer.submit(work))
+        for _ in range(3):
+            await asyncio.sleep(0)  # yield: the loop-side attempt fails fast, not blocks
+        assert not write.done()
+        loop_ran.set()
+        assert await write == 0
+        assert threads and threads[-1] != threading.get_ident()
+    finally:
+        holder.close()
+        await writer.stop()
