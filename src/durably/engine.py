@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -13,6 +14,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
+from durably.change_feed import follow_changes
 from durably.clock import Clock, SystemClock
 from durably.codec import PayloadCodec, Serializer
 from durably.environment import RunEnvironment
@@ -36,6 +38,7 @@ from durably.retry import DEFAULT_COMPENSATION_RETRY, RetryPolicy
 from durably.runner import WorkflowRun
 from durably.step_call import step_function
 from durably.store import Store, open_store
+from durably.store.base import ChangeFeed
 from durably.worker import Worker, default_executor_id
 
 logger = logging.getLogger("durably")
@@ -154,6 +157,7 @@ class Durably:
         self._new_id = id_generator or (lambda: str(uuid.uuid4()))
         self._is_open = False
         self._is_closing = False
+        self._feed: asyncio.Future[None] | None = None
 
     @property
     def store(self) -> Store:
@@ -213,6 +217,10 @@ class Durably:
         await self._store.open()
         self._is_open = True
         self._is_closing = False
+        if isinstance(self._store, ChangeFeed):
+            self._feed = asyncio.ensure_future(
+                follow_changes(self._store, self._notifier, self._interrupt_cancelled)
+            )
         if self._is_worker:
             await self._worker.start()
 
@@ -229,6 +237,11 @@ class Durably:
             retry.cancel()
         if self._is_worker:
             await self._worker.stop()
+        if self._feed is not None:
+            self._feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feed
+            self._feed = None
         runs = list(self._runs.values())
         for run, _ in runs:
             run.interrupt(_Abandon("the app is closing"))

@@ -10,11 +10,11 @@ import importlib
 from urllib.parse import parse_qs, urlsplit
 
 from durably.errors import ConfigurationError
-from durably.store.base import Store
+from durably.store.base import ChangeFeed, Store, StoreChange
 from durably.store.memory import MemoryStore
 from durably.store.sqlite import SqliteStore
 
-__all__ = ["MemoryStore", "SqliteStore", "Store", "open_store"]
+__all__ = ["ChangeFeed", "MemoryStore", "SqliteStore", "Store", "StoreChange", "open_store"]
 
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _ACCEPTED_FORMS = (

@@ -6,8 +6,10 @@ caller is told, so that an operator reads the same message whatever the backend.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from durably.errors import LeaseLostError, WorkflowFinishedError, WorkflowNotFoundError
-from durably.models import Fence, WorkflowStatus
+from durably.models import Fence, WorkflowRecord, WorkflowStatus
 
 #: Statuses in which a cancellation request acts at once when no live lease is held:
 #: without compensation the workflow becomes CANCELLED, with it the workflow is made
@@ -66,3 +68,29 @@ def require_same_workflow(fence: Fence, workflow_id: str) -> None:
             f"a record of workflow {workflow_id!r} cannot be written with the fence of "
             f"workflow {fence.workflow_id!r}"
         )
+
+
+CancelAction = Literal["flag_cancel", "wake_to_compensate", "cancel_idle_workflow"]
+
+
+def cancel_action(record: WorkflowRecord, *, compensate: bool, now: int) -> CancelAction | None:
+    """What a cancellation request does to ``record`` (None: it is cancelled already).
+
+    A workflow someone runs (a live lease) or that is RUNNING/COMPENSATING is flagged
+    for its owner; an idle one is cancelled at once, or made due to compensate.
+
+    Raises:
+        WorkflowFinishedError: the workflow ended otherwise.
+    """
+    if record.status is WorkflowStatus.CANCELLED:
+        return None
+    if record.status.is_terminal:
+        raise workflow_finished(record.workflow_id, record.status, "cancel it")
+    has_live_lease = (
+        record.owner is not None and record.lease_until is not None and record.lease_until >= now
+    )
+    if record.status not in CANCEL_AT_ONCE_STATUSES or has_live_lease:
+        return "flag_cancel"
+    if compensate or record.compensate_on_cancel:
+        return "wake_to_compensate"
+    return "cancel_idle_workflow"

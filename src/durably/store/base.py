@@ -18,8 +18,9 @@ Claimable workflows (the single definition used by every claim):
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Protocol, runtime_checkable
+from collections.abc import AsyncGenerator, Collection
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
 from durably.models import (
     AttemptRecord,
@@ -313,4 +314,30 @@ class Store(Protocol):
 
     async def list_signals(self, workflow_id: str) -> list[SignalRecord]:
         """The workflow's inbox, consumed or not, oldest first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoreChange:
+    """A change another process made, as told by a :class:`ChangeFeed`.
+
+    ``kind`` is ``"work"`` (something may have become claimable: a new workflow,
+    released leases, a workflow made due), ``"signal"`` (a signal arrived for
+    ``workflow_id``), ``"cancel"`` (its cancellation was requested) or ``"workflow"``
+    (it finished).
+    """
+
+    kind: Literal["work", "signal", "cancel", "workflow"]
+    workflow_id: str | None = None
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """A store that can tell every process about changes as they commit (PostgreSQL
+    LISTEN/NOTIFY). Stores without it are polled; with it, polling is the safety net.
+    """
+
+    def changes(self) -> AsyncGenerator[StoreChange, None]:
+        """Changes, forever, until the iteration is closed; after a lost connection a
+        ``"work"`` change comes first (changes in between are lost: look again)."""
         ...

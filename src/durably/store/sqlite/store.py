@@ -31,16 +31,16 @@ from durably.models import (
     WorkflowStatus,
     allowed_sources,
 )
+from durably.store import _rows
 from durably.store._queries import load_queries
 from durably.store._rules import (
-    CANCEL_AT_ONCE_STATUSES,
+    cancel_action,
     lease_lost,
     require_same_workflow,
     transition_refused,
     workflow_finished,
     workflow_not_found,
 )
-from durably.store.sqlite import _rows
 from durably.store.sqlite._connect import (
     SYNCHRONOUS_PRAGMAS,
     connect,
@@ -423,21 +423,9 @@ class SqliteStore:
             if row is None:
                 raise workflow_not_found(workflow_id)
             record = _rows.workflow_from_row(row)
-            if record.status is WorkflowStatus.CANCELLED:
+            query = cancel_action(record, compensate=compensate, now=now)
+            if query is None:
                 return record
-            if record.status.is_terminal:
-                raise workflow_finished(workflow_id, record.status, "cancel it")
-            has_live_lease = (
-                record.owner is not None
-                and record.lease_until is not None
-                and record.lease_until >= now
-            )
-            if record.status not in CANCEL_AT_ONCE_STATUSES or has_live_lease:
-                query = "flag_cancel"
-            elif compensate or record.compensate_on_cancel:
-                query = "wake_to_compensate"
-            else:
-                query = "cancel_idle_workflow"
             return _rows.workflow_from_row(connection.execute(Q[query], params).fetchone())
 
         return await self._write(work)

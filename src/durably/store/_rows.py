@@ -1,4 +1,4 @@
-"""Rows to records and records to parameters: the SQLite store's boundary.
+"""Rows to records and records to parameters: the boundary of the SQL stores.
 
 Statuses are stored as their names, booleans as 0/1, timestamps as integers. A row
 that cannot become a record raises :class:`~durably.errors.CorruptRecordError`
@@ -7,7 +7,7 @@ naming it, instead of a bare ``ValueError`` from deep inside the engine.
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from durably.errors import CorruptRecordError
@@ -87,7 +87,7 @@ def attempt_params(fence: Fence, attempt: AttemptRecord) -> Params:
     }
 
 
-def workflow_from_row(row: sqlite3.Row) -> WorkflowRecord:
+def workflow_from_row(row: Mapping[str, Any]) -> WorkflowRecord:
     """A workflows row as a record."""
     try:
         return WorkflowRecord(
@@ -116,7 +116,7 @@ def workflow_from_row(row: sqlite3.Row) -> WorkflowRecord:
         raise _corrupt("workflow", row, error) from error
 
 
-def operation_from_row(row: sqlite3.Row) -> OperationRecord:
+def operation_from_row(row: Mapping[str, Any]) -> OperationRecord:
     """An operations row as a record."""
     try:
         return OperationRecord(
@@ -137,7 +137,7 @@ def operation_from_row(row: sqlite3.Row) -> OperationRecord:
         raise _corrupt(f"operation {row['seq']!r} of workflow", row, error) from error
 
 
-def attempt_from_row(row: sqlite3.Row) -> AttemptRecord:
+def attempt_from_row(row: Mapping[str, Any]) -> AttemptRecord:
     """An attempts row as a record."""
     return AttemptRecord(
         workflow_id=row["workflow_id"],
@@ -150,7 +150,7 @@ def attempt_from_row(row: sqlite3.Row) -> AttemptRecord:
     )
 
 
-def signal_from_row(row: sqlite3.Row) -> SignalRecord:
+def signal_from_row(row: Mapping[str, Any]) -> SignalRecord:
     """A signals row as a record."""
     return SignalRecord(
         signal_id=row["signal_id"],
@@ -165,7 +165,7 @@ def signal_from_row(row: sqlite3.Row) -> SignalRecord:
     )
 
 
-def _corrupt(what: str, row: sqlite3.Row, error: Exception) -> CorruptRecordError:
+def _corrupt(what: str, row: Mapping[str, Any], error: Exception) -> CorruptRecordError:
     workflow_id = row["workflow_id"]
     return CorruptRecordError(
         f"stored {what} {workflow_id!r} cannot be read ({error}); it is left untouched "

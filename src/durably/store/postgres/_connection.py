@@ -1,0 +1,166 @@
+"""Connections of the PostgreSQL store: the pool, retries over a lost connection, and
+the LISTEN connection that turns notifications into wake-ups.
+
+A connection can die under any statement (the server restarts, an administrator runs
+``pg_terminate_backend``). A statement that failed that way is retried on a new
+connection, after a growing pause, when retrying cannot do harm: every statement of
+the store is idempotent or fenced, except appending a signal without a dedup key,
+which is therefore never retried (its caller gets the error and decides).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TypeVar
+
+import psycopg
+from psycopg import AsyncConnection, sql
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from durably.errors import StoreError
+from durably.store.base import StoreChange
+
+logger = logging.getLogger("durably.store.postgres")
+T = TypeVar("T")
+
+#: Attempts of a statement whose connection was lost, and the first pause between them.
+RECONNECT_ATTEMPTS = 6
+RECONNECT_PAUSE = 0.1
+
+
+def is_connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` means the connection (not the statement) failed."""
+    if isinstance(error, PoolTimeout):
+        return True
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    sqlstate = getattr(error, "sqlstate", None)
+    # 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now, 08xxx.
+    return sqlstate is None or sqlstate.startswith(("08", "57P"))
+
+
+def make_pool(
+    url: str, schema: str, *, max_size: int
+) -> AsyncConnectionPool[AsyncConnection[DictRow]]:
+    """An unopened pool of autocommit connections whose search_path is ``schema``."""
+
+    async def configure(connection: AsyncConnection[DictRow]) -> None:
+        await connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+
+    return AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        configure=configure,
+        connection_class=AsyncConnection[DictRow],
+        timeout=10.0,
+        reconnect_timeout=60.0,
+    )
+
+
+async def with_retries(
+    pool: AsyncConnectionPool[AsyncConnection[DictRow]],
+    work: Callable[[AsyncConnection[DictRow]], Awaitable[T]],
+    *,
+    retry: bool,
+    name: str,
+) -> T:
+    """Run ``work`` on a pooled connection; retry it on a new one if the connection
+    was lost and ``retry`` allows.
+
+    Raises:
+        StoreError: the database failed (the driver's error attached), or stayed
+            unreachable through every attempt.
+    """
+    pause = RECONNECT_PAUSE
+    for attempt in range(1, RECONNECT_ATTEMPTS + 1):
+        try:
+            async with pool.connection() as connection:
+                result = await work(connection)
+            _raise_if_cancelled(None)
+            return result
+        except (psycopg.Error, PoolTimeout) as error:
+            _raise_if_cancelled(error)
+            lost = is_connection_lost(error)
+            if not lost or not retry or attempt == RECONNECT_ATTEMPTS:
+                what = "lost its connection" if lost else "failed"
+                raise StoreError(f"PostgreSQL store {name} {what}: {error}") from error
+            logger.warning(
+                "PostgreSQL connection lost (%s); retrying in %.1fs (attempt %d of %d)",
+                error,
+                pause,
+                attempt + 1,
+                RECONNECT_ATTEMPTS,
+            )
+            await pool.check()  # drop dead connections now rather than one per statement
+            await asyncio.sleep(pause)
+            pause *= 2
+    raise AssertionError("unreachable")
+
+
+def _raise_if_cancelled(error: BaseException | None) -> None:
+    """Re-raise a cancellation of the calling task that psycopg swallowed.
+
+    psycopg answers a cancelled await by cancelling the statement on the server and
+    then returns its result (or raises QueryCanceled) instead of CancelledError; the
+    caller's cancellation must win, or a task being stopped would go on running.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from error
+
+
+def parse_notification(payload: str) -> StoreChange:
+    """A NOTIFY payload ('work', 'signal:<id>', 'cancel:<id>', 'workflow:<id>')."""
+    kind, _, workflow_id = payload.partition(":")
+    if kind not in ("work", "signal", "cancel", "workflow"):
+        return StoreChange(kind="work", workflow_id=None)
+    return StoreChange(kind=kind, workflow_id=workflow_id or None)  # type: ignore[arg-type]
+
+
+async def listen(url: str, channel: str) -> AsyncGenerator[StoreChange, None]:
+    """Notifications on ``channel``, forever, reconnecting after a lost connection.
+
+    After every (re)connection a ``work`` change is yielded first: notifications sent
+    while nobody listened are lost, so the consumer should look at the store.
+    """
+    pause = RECONNECT_PAUSE
+    while True:
+        try:
+            connection = await AsyncConnection.connect(url, autocommit=True)
+        except psycopg.OperationalError as error:
+            logger.warning("cannot LISTEN on PostgreSQL (%s); retrying in %.1fs", error, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+            continue
+        pause = RECONNECT_PAUSE
+        try:
+            await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            yield StoreChange(kind="work", workflow_id=None)
+            async for notification in connection.notifies():
+                yield parse_notification(notification.payload)
+        except psycopg.OperationalError as error:
+            logger.warning("PostgreSQL LISTEN connection lost (%s); reconnecting", error)
+        finally:
+            await connection.close()
+
+
+def channel_name(schema: str) -> str:
+    """The NOTIFY channel of a schema's store."""
+    return f"durably:{schema}"
+
+
+def describe(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparseable URL>"
+    info.pop("password", None)
+    return json.dumps({key: str(value) for key, value in sorted(info.items())})

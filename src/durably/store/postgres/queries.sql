@@ -1,0 +1,322 @@
+-- Every statement of the PostgreSQL store, by name (loaded by durably.store._queries).
+-- Parameters are always bound (%(name)s), never formatted in; collections are bound as
+-- text arrays. Tables are found through the connection's search_path (the store's
+-- schema). Every fenced write locks the workflow row, so a claim (FOR UPDATE SKIP
+-- LOCKED) and a write by the previous owner are strictly ordered: the write lands
+-- before the claim, or is refused after it.
+
+-- name: insert_workflow
+-- Insert a workflow as given unless its id is taken (then no row is returned); tell
+-- the workers that there is new work.
+WITH inserted AS (
+    INSERT INTO workflows (
+        workflow_id, workflow_name, status, version, input, result, error, serializer,
+        owner, fence, lease_until, wake_at, deadline_at, wait_reason, cancel_requested,
+        compensate_on_cancel, recovery_attempts, created_at, updated_at, finished_at)
+    VALUES (
+        %(workflow_id)s, %(workflow_name)s, %(status)s, %(version)s, %(input)s, %(result)s,
+        %(error)s, %(serializer)s, %(owner)s, %(fence)s, %(lease_until)s, %(wake_at)s,
+        %(deadline_at)s, %(wait_reason)s, %(cancel_requested)s, %(compensate_on_cancel)s,
+        %(recovery_attempts)s, %(created_at)s, %(updated_at)s, %(finished_at)s)
+    ON CONFLICT (workflow_id) DO NOTHING
+    RETURNING *)
+SELECT inserted.*, pg_notify(%(channel)s, 'work') AS notified FROM inserted;
+
+-- name: get_workflow
+-- One workflow by id.
+SELECT * FROM workflows WHERE workflow_id = %(workflow_id)s;
+
+-- name: lock_workflow
+-- One workflow by id, locked until the end of the transaction.
+SELECT * FROM workflows WHERE workflow_id = %(workflow_id)s FOR UPDATE;
+
+-- name: share_lock_workflow
+-- One workflow by id; it cannot change status until the end of the transaction.
+SELECT * FROM workflows WHERE workflow_id = %(workflow_id)s FOR SHARE;
+
+-- name: list_workflows_oldest_first
+-- Workflows passing every filter (a NULL filter passes all), by (created_at, workflow_id).
+SELECT * FROM workflows
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY (%(statuses)s::text[]))
+  AND (%(names)s::text[] IS NULL OR workflow_name = ANY (%(names)s::text[]))
+  AND (%(created_after)s::bigint IS NULL OR created_at > %(created_after)s::bigint)
+  AND (%(created_before)s::bigint IS NULL OR created_at < %(created_before)s::bigint)
+ORDER BY created_at, workflow_id
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: list_workflows_newest_first
+-- The same as list_workflows_oldest_first, in the opposite order.
+SELECT * FROM workflows
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY (%(statuses)s::text[]))
+  AND (%(names)s::text[] IS NULL OR workflow_name = ANY (%(names)s::text[]))
+  AND (%(created_after)s::bigint IS NULL OR created_at > %(created_after)s::bigint)
+  AND (%(created_before)s::bigint IS NULL OR created_at < %(created_before)s::bigint)
+ORDER BY created_at DESC, workflow_id DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: count_workflows
+-- The number of workflows in each status that has any.
+SELECT status, count(*) AS total FROM workflows GROUP BY status;
+
+-- name: delete_workflow
+-- Delete a workflow; its operations, attempts and signals follow (ON DELETE CASCADE).
+DELETE FROM workflows WHERE workflow_id = %(workflow_id)s;
+
+-- name: purge_workflows
+-- Delete workflows in the given statuses that finished before the cutoff.
+DELETE FROM workflows
+WHERE finished_at < %(finished_before)s AND status = ANY (%(statuses)s::text[]);
+
+-- name: claim_workflow
+-- Claim one workflow if it is claimable: owner, fence + 1, lease, status, recovery count.
+UPDATE workflows SET
+    owner = %(owner)s,
+    fence = fence + 1,
+    lease_until = %(lease_until)s,
+    wake_at = NULL,
+    status = CASE WHEN status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'RUNNING' END,
+    recovery_attempts = CASE WHEN status IN ('RUNNING', 'COMPENSATING')
+                             THEN recovery_attempts + 1 ELSE 0 END
+WHERE workflow_id = %(workflow_id)s
+  AND ((status IN ('PENDING', 'RUNNING', 'COMPENSATING')
+        AND (owner IS NULL OR lease_until IS NULL OR lease_until < %(now)s))
+       OR (status = 'SUSPENDED' AND wake_at <= %(now)s))
+RETURNING *;
+
+-- name: claim_due_workflows
+-- Claim up to %(limit)s claimable workflows of the given names, earliest due first,
+-- skipping rows another transaction holds (FOR UPDATE SKIP LOCKED): concurrent workers
+-- never wait for each other and never claim the same workflow. due_at gives the order
+-- back (RETURNING rows come in any order).
+WITH due AS (
+    SELECT workflow_id,
+           CASE WHEN status = 'SUSPENDED' THEN wake_at ELSE created_at END AS due_at
+    FROM workflows
+    WHERE workflow_name = ANY (%(names)s::text[])
+      AND ((status IN ('PENDING', 'RUNNING', 'COMPENSATING')
+            AND (owner IS NULL OR lease_until IS NULL OR lease_until < %(now)s))
+           OR (status = 'SUSPENDED' AND wake_at <= %(now)s))
+    ORDER BY CASE WHEN status = 'SUSPENDED' THEN wake_at ELSE created_at END,
+             created_at, workflow_id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+UPDATE workflows SET
+    owner = %(owner)s,
+    fence = workflows.fence + 1,
+    lease_until = %(lease_until)s,
+    wake_at = NULL,
+    status = CASE WHEN workflows.status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'RUNNING' END,
+    recovery_attempts = CASE WHEN workflows.status IN ('RUNNING', 'COMPENSATING')
+                             THEN workflows.recovery_attempts + 1 ELSE 0 END
+FROM due
+WHERE workflows.workflow_id = due.workflow_id
+RETURNING workflows.*, due.due_at;
+
+-- name: next_wake_time
+-- The earliest timer among suspended workflows of the given names.
+SELECT min(wake_at) AS wake_at FROM workflows
+WHERE status = 'SUSPENDED' AND wake_at IS NOT NULL
+  AND workflow_name = ANY (%(names)s::text[]);
+
+-- name: renew_leases
+-- Extend every lease of an executor and record its heartbeat, in one statement;
+-- report cancellation requests.
+WITH heartbeat AS (
+    UPDATE executors SET heartbeat_at = %(now)s WHERE executor_id = %(owner)s)
+UPDATE workflows SET lease_until = %(lease_until)s
+WHERE owner = %(owner)s
+RETURNING workflow_id, cancel_requested;
+
+-- name: release_workflows
+-- Give up every lease of an executor, so that others can claim its workflows now.
+WITH released AS (
+    UPDATE workflows SET owner = NULL, lease_until = NULL WHERE owner = %(owner)s
+    RETURNING workflow_id)
+SELECT count(*) AS released, pg_notify(%(channel)s, 'work') AS notified FROM released;
+
+-- name: register_executor
+-- Record a live executor (insert or replace).
+INSERT INTO executors (executor_id, hostname, pid, heartbeat_at)
+VALUES (%(executor_id)s, %(hostname)s, %(pid)s, %(now)s)
+ON CONFLICT (executor_id) DO UPDATE SET
+    hostname = excluded.hostname, pid = excluded.pid, heartbeat_at = excluded.heartbeat_at;
+
+-- name: list_executors
+-- Every registered executor, by id.
+SELECT executor_id, hostname, pid, heartbeat_at FROM executors ORDER BY executor_id;
+
+-- name: remove_executor
+-- Forget an executor.
+DELETE FROM executors WHERE executor_id = %(executor_id)s;
+
+-- name: load_operations
+-- Every recorded operation of a workflow.
+SELECT * FROM operations WHERE workflow_id = %(workflow_id)s ORDER BY seq;
+
+-- name: load_attempts
+-- Every failed attempt of a workflow.
+SELECT * FROM attempts WHERE workflow_id = %(workflow_id)s ORDER BY seq, attempt;
+
+-- name: record_operation
+-- The hot path, one statement: move updated_at forward while the fence owns the
+-- workflow (which locks its row), and insert or replace the operation only if it
+-- does; no row returned means the fence is stale.
+WITH owned AS (
+    UPDATE workflows SET updated_at = GREATEST(updated_at, %(moment)s)
+    WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s
+    RETURNING workflow_id)
+INSERT INTO operations (
+    workflow_id, seq, kind, name, status, result, error, serializer, attempts, started_at,
+    finished_at, wake_at)
+SELECT
+    owned.workflow_id, %(seq)s, %(kind)s, %(name)s, %(status)s, %(result)s, %(error)s,
+    %(serializer)s, %(attempts)s, %(started_at)s, %(finished_at)s, %(wake_at)s
+FROM owned
+ON CONFLICT (workflow_id, seq) DO UPDATE SET
+    kind = excluded.kind, name = excluded.name, status = excluded.status,
+    result = excluded.result, error = excluded.error, serializer = excluded.serializer,
+    attempts = excluded.attempts, started_at = excluded.started_at,
+    finished_at = excluded.finished_at, wake_at = excluded.wake_at
+RETURNING seq;
+
+-- name: record_attempt
+-- Insert (or replace) a failed attempt only while the fence owns the workflow (its
+-- row locked for the rest of the statement).
+WITH owned AS (
+    SELECT workflow_id FROM workflows
+    WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s
+    FOR SHARE)
+INSERT INTO attempts (
+    workflow_id, seq, attempt, error, started_at, finished_at, next_attempt_at)
+SELECT
+    owned.workflow_id, %(seq)s, %(attempt)s, %(error)s, %(started_at)s, %(finished_at)s,
+    %(next_attempt_at)s
+FROM owned
+ON CONFLICT (workflow_id, seq, attempt) DO UPDATE SET
+    error = excluded.error, started_at = excluded.started_at,
+    finished_at = excluded.finished_at, next_attempt_at = excluded.next_attempt_at
+RETURNING seq;
+
+-- name: is_owned
+-- Whether the fence still owns the workflow (asked only when a write found nothing to do).
+SELECT 1 FROM workflows
+WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s;
+
+-- name: set_workflow_status
+-- Compare-and-set: change the status only from an allowed source, while fenced; a
+-- finished workflow is announced to whoever waits for its result.
+WITH changed AS (
+    UPDATE workflows SET
+        status = %(status)s,
+        updated_at = GREATEST(updated_at, %(now)s),
+        result = COALESCE(%(result)s, result),
+        error = COALESCE(%(error)s, error),
+        owner = CASE WHEN %(releases)s THEN NULL ELSE owner END,
+        lease_until = CASE WHEN %(releases)s THEN NULL ELSE lease_until END,
+        finished_at = CASE WHEN %(finishes)s THEN %(now)s::bigint ELSE finished_at END
+    WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s
+      AND status = ANY (%(sources)s::text[])
+    RETURNING *)
+SELECT changed.*,
+       CASE WHEN %(finishes)s THEN pg_notify(%(channel)s, 'workflow:' || workflow_id) END
+           AS notified
+FROM changed;
+
+-- name: suspend_workflow
+-- RUNNING to SUSPENDED, releasing ownership, fenced; due at once when the awaited signal
+-- is already in the inbox or a cancellation was requested.
+UPDATE workflows SET
+    status = 'SUSPENDED',
+    owner = NULL,
+    lease_until = NULL,
+    wait_reason = %(wait_reason)s,
+    updated_at = GREATEST(updated_at, %(now)s),
+    wake_at = CASE
+        WHEN cancel_requested = 1 OR EXISTS (
+                 SELECT 1 FROM signals
+                 WHERE signals.workflow_id = %(workflow_id)s
+                   AND signals.name = %(signal)s::text
+                   AND signals.consumed_seq IS NULL)
+        THEN LEAST(COALESCE(%(wake_at)s::bigint, %(now)s), %(now)s)
+        ELSE %(wake_at)s::bigint END
+WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s
+  AND status = 'RUNNING'
+RETURNING *;
+
+-- name: flag_cancel
+-- Record a cancellation request for the workflow's owner to act on (it is told at once).
+WITH flagged AS (
+    UPDATE workflows SET
+        cancel_requested = 1,
+        compensate_on_cancel = GREATEST(compensate_on_cancel, %(compensate)s),
+        updated_at = GREATEST(updated_at, %(now)s)
+    WHERE workflow_id = %(workflow_id)s
+    RETURNING *)
+SELECT flagged.*, pg_notify(%(channel)s, 'cancel:' || workflow_id) AS notified FROM flagged;
+
+-- name: cancel_idle_workflow
+-- Cancel at once a workflow that nobody runs.
+WITH cancelled AS (
+    UPDATE workflows SET
+        status = 'CANCELLED',
+        cancel_requested = 1,
+        owner = NULL,
+        lease_until = NULL,
+        updated_at = GREATEST(updated_at, %(now)s),
+        finished_at = %(now)s
+    WHERE workflow_id = %(workflow_id)s
+    RETURNING *)
+SELECT cancelled.*, pg_notify(%(channel)s, 'workflow:' || workflow_id) AS notified
+FROM cancelled;
+
+-- name: wake_to_compensate
+-- Make an idle workflow due now so that an executor claims it and compensates; PARKED
+-- is never claimed, so it becomes SUSPENDED.
+WITH woken AS (
+    UPDATE workflows SET
+        status = CASE WHEN status = 'PARKED' THEN 'SUSPENDED' ELSE status END,
+        cancel_requested = 1,
+        compensate_on_cancel = 1,
+        wake_at = LEAST(COALESCE(wake_at, %(now)s), %(now)s),
+        updated_at = GREATEST(updated_at, %(now)s)
+    WHERE workflow_id = %(workflow_id)s
+    RETURNING *)
+SELECT woken.*, pg_notify(%(channel)s, 'work') AS notified FROM woken;
+
+-- name: find_signal_by_dedup_key
+-- The signal already sent to a workflow with this dedup key.
+SELECT * FROM signals WHERE workflow_id = %(workflow_id)s AND dedup_key = %(dedup_key)s;
+
+-- name: insert_signal
+-- Append a signal to a workflow's inbox (nothing when its dedup key was used already).
+INSERT INTO signals (workflow_id, name, payload, serializer, dedup_key, created_at)
+VALUES (%(workflow_id)s, %(name)s, %(payload)s, %(serializer)s, %(dedup_key)s, %(now)s)
+ON CONFLICT (workflow_id, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+RETURNING *;
+
+-- name: wake_suspended
+-- A signal arrived: a suspended workflow is due now (an earlier timer is kept); tell
+-- the workers, and whoever watches the workflow.
+WITH woken AS (
+    UPDATE workflows SET wake_at = LEAST(COALESCE(wake_at, %(now)s), %(now)s)
+    WHERE workflow_id = %(workflow_id)s AND status = 'SUSPENDED'
+    RETURNING workflow_id)
+SELECT pg_notify(%(channel)s, 'signal:' || %(workflow_id)s) AS notified;
+
+-- name: consume_signal
+-- Mark the oldest unconsumed signal of a name as consumed at %(seq)s, while fenced.
+UPDATE signals SET consumed_seq = %(seq)s, consumed_at = %(consumed_at)s
+WHERE signal_id = (
+        SELECT signal_id FROM signals
+        WHERE workflow_id = %(workflow_id)s AND name = %(name)s AND consumed_seq IS NULL
+        ORDER BY signal_id
+        LIMIT 1
+        FOR UPDATE)
+  AND EXISTS (
+        SELECT 1 FROM workflows
+        WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s)
+RETURNING *;
+
+-- name: list_signals
+-- A workflow's inbox, consumed or not, oldest first.
+SELECT * FROM signals WHERE workflow_id = %(workflow_id)s ORDER BY signal_id;

@@ -1,0 +1,549 @@
+"""PostgresStore: the store protocol on PostgreSQL, for many worker processes and machines.
+
+Connections come from a pool and run in autocommit: most methods are ONE statement
+(one round trip), and the few that need several run them in one transaction. Claims
+use ``FOR UPDATE SKIP LOCKED``, so concurrent workers never wait for each other and
+never claim the same workflow; every fenced write locks the workflow's row, so a
+write by a previous owner either lands before a new claim or is refused after it.
+Changes other processes care about are announced with NOTIFY (see :meth:`changes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+from psycopg_pool import AsyncConnectionPool
+
+from durably.errors import ConfigurationError, LeaseLostError, StoreError
+from durably.models import (
+    AttemptRecord,
+    Fence,
+    History,
+    OperationRecord,
+    OperationStatus,
+    SignalRecord,
+    WorkflowRecord,
+    WorkflowStatus,
+    allowed_sources,
+)
+from durably.store import _rows
+from durably.store._queries import load_queries
+from durably.store._rules import (
+    cancel_action,
+    lease_lost,
+    require_same_workflow,
+    transition_refused,
+    workflow_finished,
+    workflow_not_found,
+)
+from durably.store.base import StoreChange
+from durably.store.postgres._connection import (
+    channel_name,
+    describe,
+    listen,
+    make_pool,
+    with_retries,
+)
+from durably.store.postgres._migrate import migrate
+
+T = TypeVar("T")
+Q = load_queries("durably.store.postgres")
+Connection = AsyncConnection[DictRow]
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def _text_array(values: Collection[Any]) -> list[str]:
+    return sorted({str(value) for value in values})
+
+
+class PostgresStore:
+    """Workflows in a PostgreSQL database, shared by any number of worker processes.
+
+    Args:
+        url: A libpq connection URL (``postgresql://user@host:5432/database``).
+        schema: The PostgreSQL schema holding durably's tables (created on open).
+        pool_size: The most connections this store opens at once.
+
+    Raises:
+        ConfigurationError: the schema name or pool size is not usable.
+    """
+
+    def __init__(self, url: str, *, schema: str = "durably", pool_size: int = 10) -> None:
+        if not _SCHEMA_NAME.match(schema):
+            raise ConfigurationError(
+                f"schema must be a plain PostgreSQL identifier (letters, digits, _; at most "
+                f"63 characters, not starting with a digit), not {schema!r}"
+            )
+        if pool_size < 1:
+            raise ConfigurationError(f"pool_size must be at least 1, not {pool_size}")
+        self.url = url
+        self.schema = schema
+        self._pool_size = pool_size
+        self._pool: AsyncConnectionPool[Connection] | None = None
+        self._channel = channel_name(schema)
+        self._opening = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({describe(self.url)}, schema={self.schema!r})"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, create the schema or bring it up to date, and fill the pool.
+
+        Raises:
+            SchemaVersionError: the schema was written by a newer durably (untouched).
+            StoreError: the server cannot be reached.
+        """
+        async with self._opening:
+            if self._pool is not None:
+                return
+            try:
+                async with await Connection.connect(self.url, autocommit=True) as connection:
+                    connection.row_factory = psycopg.rows.dict_row
+                    await migrate(connection, self.schema)
+            except psycopg.Error as error:
+                raise StoreError(
+                    f"cannot open the PostgreSQL store at {describe(self.url)}: {error}"
+                ) from error
+            pool = make_pool(self.url, self.schema, max_size=self._pool_size)
+            await pool.open()
+            self._pool = pool
+
+    async def close(self) -> None:
+        """Close every connection (statements in progress finish first)."""
+        async with self._opening:
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                await pool.close()
+
+    def changes(self) -> AsyncGenerator[StoreChange, None]:
+        """Changes committed by any process, through LISTEN/NOTIFY (see
+        :class:`~durably.store.ChangeFeed`)."""
+        return listen(self.url, self._channel)
+
+    async def _run(self, work: Callable[[Connection], Awaitable[T]], *, retry: bool = True) -> T:
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"the PostgreSQL store {self!r} is not open; await store.open() first")
+        return await with_retries(pool, work, retry=retry, name=repr(self))
+
+    async def _one(self, query: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        async def work(connection: Connection) -> dict[str, Any] | None:
+            cursor = await connection.execute(Q[query], params)
+            return await cursor.fetchone()
+
+        return await self._run(work)
+
+    async def _all(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        async def work(connection: Connection) -> list[dict[str, Any]]:
+            cursor = await connection.execute(Q[query], params)
+            return await cursor.fetchall()
+
+        return await self._run(work)
+
+    async def _count(self, query: str, params: dict[str, Any]) -> int:
+        async def work(connection: Connection) -> int:
+            cursor = await connection.execute(Q[query], params)
+            return cursor.rowcount
+
+        return await self._run(work)
+
+    # -- workflows -------------------------------------------------------------------
+
+    async def create_workflow(self, record: WorkflowRecord) -> tuple[WorkflowRecord, bool]:
+        """Insert ``record`` unless its id is taken (see :class:`~durably.store.Store`)."""
+        params = {**_rows.workflow_params(record), "channel": self._channel}
+
+        async def work(connection: Connection) -> tuple[WorkflowRecord, bool]:
+            cursor = await connection.execute(Q["insert_workflow"], params)
+            inserted = await cursor.fetchone()
+            if inserted is not None:
+                return _rows.workflow_from_row(inserted), True
+            cursor = await connection.execute(Q["get_workflow"], params)
+            existing = await cursor.fetchone()
+            if existing is None:  # deleted between the two statements
+                raise StoreError(f"workflow {record.workflow_id!r} vanished while creating it")
+            return _rows.workflow_from_row(existing), False
+
+        return await self._run(work)
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """The workflow with this id, or None."""
+        row = await self._one("get_workflow", {"workflow_id": workflow_id})
+        return None if row is None else _rows.workflow_from_row(row)
+
+    async def list_workflows(
+        self,
+        *,
+        statuses: Collection[WorkflowStatus] | None = None,
+        names: Collection[str] | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[WorkflowRecord]:
+        """Workflows matching every filter, ordered by (created_at, workflow_id)."""
+        params = {
+            "statuses": None if statuses is None else [status.value for status in statuses],
+            "names": None if names is None else _text_array(names),
+            "created_after": created_after,
+            "created_before": created_before,
+            "limit": max(limit, 0),
+            "offset": max(offset, 0),
+        }
+        query = "list_workflows_newest_first" if newest_first else "list_workflows_oldest_first"
+        return [_rows.workflow_from_row(row) for row in await self._all(query, params)]
+
+    async def count_workflows(self) -> dict[WorkflowStatus, int]:
+        """The number of workflows in each status that has any."""
+        rows = await self._all("count_workflows", {})
+        return {WorkflowStatus(row["status"]): int(row["total"]) for row in rows}
+
+    async def delete_workflow(self, workflow_id: str) -> bool:
+        """Delete a workflow; its operations, attempts and signals cascade."""
+        return await self._count("delete_workflow", {"workflow_id": workflow_id}) > 0
+
+    async def purge_workflows(
+        self, *, finished_before: int, statuses: Collection[WorkflowStatus]
+    ) -> int:
+        """Delete workflows in ``statuses`` that finished before ``finished_before``."""
+        params = {
+            "finished_before": finished_before,
+            "statuses": [status.value for status in statuses],
+        }
+        return await self._count("purge_workflows", params)
+
+    # -- ownership -------------------------------------------------------------------
+
+    async def claim_workflow(
+        self, workflow_id: str, *, owner: str, now: int, lease_until: int
+    ) -> WorkflowRecord | None:
+        """Claim the workflow if it is claimable; None otherwise (or when unknown)."""
+        params = {
+            "workflow_id": workflow_id,
+            "owner": owner,
+            "now": now,
+            "lease_until": lease_until,
+        }
+        row = await self._one("claim_workflow", params)
+        return None if row is None else _rows.workflow_from_row(row)
+
+    async def claim_due_workflows(
+        self,
+        *,
+        owner: str,
+        names: Collection[str],
+        now: int,
+        lease_until: int,
+        limit: int,
+    ) -> list[WorkflowRecord]:
+        """Claim up to ``limit`` claimable workflows named in ``names``, earliest due
+        first, skipping rows locked by other workers; the list is in that order."""
+        if limit <= 0 or not names:
+            return []
+        params = {
+            "owner": owner,
+            "names": _text_array(names),
+            "now": now,
+            "lease_until": lease_until,
+            "limit": limit,
+        }
+        rows = await self._all("claim_due_workflows", params)
+        rows.sort(key=lambda row: (row["due_at"], row["created_at"], row["workflow_id"]))
+        return [_rows.workflow_from_row(row) for row in rows]
+
+    async def next_wake_time(self, *, names: Collection[str]) -> int | None:
+        """The earliest timer of a suspended workflow named in ``names``, or None."""
+        row = await self._one("next_wake_time", {"names": _text_array(names)})
+        return None if row is None or row["wake_at"] is None else int(row["wake_at"])
+
+    async def renew_leases(self, *, owner: str, now: int, lease_until: int) -> list[str]:
+        """Extend every lease of ``owner`` and record its heartbeat, in one statement.
+
+        Returns:
+            The ids (sorted) of its workflows whose cancellation was requested.
+        """
+        rows = await self._all(
+            "renew_leases", {"owner": owner, "now": now, "lease_until": lease_until}
+        )
+        return sorted(row["workflow_id"] for row in rows if row["cancel_requested"])
+
+    async def release_workflows(self, *, owner: str) -> int:
+        """Give up every lease of ``owner`` and tell the workers; return how many."""
+        row = await self._one("release_workflows", {"owner": owner, "channel": self._channel})
+        return 0 if row is None else int(row["released"])
+
+    async def register_executor(
+        self, *, executor_id: str, hostname: str, pid: int, now: int
+    ) -> None:
+        """Record a live executor (insert or replace)."""
+        params = {"executor_id": executor_id, "hostname": hostname, "pid": pid, "now": now}
+        await self._count("register_executor", params)
+
+    async def list_executors(self) -> list[tuple[str, str, int, int]]:
+        """Every registered executor, by id."""
+        rows = await self._all("list_executors", {})
+        return [
+            (row["executor_id"], row["hostname"], int(row["pid"]), int(row["heartbeat_at"]))
+            for row in rows
+        ]
+
+    async def remove_executor(self, *, executor_id: str, expire_leases: bool) -> int:
+        """Forget an executor; with ``expire_leases`` release its workflows at once."""
+        params = {"executor_id": executor_id, "owner": executor_id, "channel": self._channel}
+
+        async def work(connection: Connection) -> int:
+            async with connection.transaction():
+                await connection.execute(Q["remove_executor"], params)
+                if not expire_leases:
+                    return 0
+                cursor = await connection.execute(Q["release_workflows"], params)
+                row = await cursor.fetchone()
+                return 0 if row is None else int(row["released"])
+
+        return await self._run(work)
+
+    # -- history ---------------------------------------------------------------------
+
+    async def load_history(self, workflow_id: str) -> History:
+        """Every recorded operation and failed attempt, read in one snapshot."""
+        params = {"workflow_id": workflow_id}
+
+        async def work(connection: Connection) -> History:
+            async with connection.transaction():
+                await connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                operations = await (
+                    await connection.execute(Q["load_operations"], params)
+                ).fetchall()
+                attempts = await (await connection.execute(Q["load_attempts"], params)).fetchall()
+            by_seq: dict[int, list[AttemptRecord]] = {}
+            for row in attempts:
+                by_seq.setdefault(row["seq"], []).append(_rows.attempt_from_row(row))
+            return History(
+                operations={row["seq"]: _rows.operation_from_row(row) for row in operations},
+                attempts=by_seq,
+            )
+
+        return await self._run(work)
+
+    async def record_operation(self, fence: Fence, operation: OperationRecord) -> None:
+        """Insert or replace the operation at its seq, fenced, in one statement."""
+        require_same_workflow(fence, operation.workflow_id)
+        params = _operation_params(fence, operation)
+        if await self._one("record_operation", params) is None:
+            raise lease_lost(fence)
+
+    async def record_attempt(self, fence: Fence, attempt: AttemptRecord) -> None:
+        """Insert (or replace, same key) a failed attempt, fenced."""
+        require_same_workflow(fence, attempt.workflow_id)
+        if await self._one("record_attempt", _rows.attempt_params(fence, attempt)) is None:
+            raise lease_lost(fence)
+
+    # -- status ----------------------------------------------------------------------
+
+    async def set_workflow_status(
+        self,
+        fence: Fence,
+        status: WorkflowStatus,
+        *,
+        now: int,
+        result: str | None = None,
+        error: str | None = None,
+    ) -> WorkflowRecord:
+        """Compare-and-set the status, fenced (see :class:`~durably.store.Store`)."""
+        params = {
+            **_rows.fence_params(fence),
+            "status": status.value,
+            "sources": _text_array({*allowed_sources(status), status}),
+            "now": now,
+            "result": result,
+            "error": error,
+            "releases": status.is_terminal or status is WorkflowStatus.PARKED,
+            "finishes": status.is_terminal,
+            "channel": self._channel,
+        }
+
+        async def work(connection: Connection) -> WorkflowRecord:
+            row = await (await connection.execute(Q["set_workflow_status"], params)).fetchone()
+            if row is None:
+                raise await _refusal(connection, fence, status)
+            return _rows.workflow_from_row(row)
+
+        return await self._run(work)
+
+    async def suspend_workflow(
+        self,
+        fence: Fence,
+        *,
+        now: int,
+        wake_at: int | None,
+        wait_reason: str,
+        waiting_for_signal: str | None = None,
+    ) -> WorkflowRecord:
+        """RUNNING to SUSPENDED, releasing ownership, fenced; due at once when the
+        awaited signal is already in the inbox or a cancellation was requested."""
+        params = {
+            **_rows.fence_params(fence),
+            "now": now,
+            "wake_at": wake_at,
+            "wait_reason": wait_reason,
+            "signal": waiting_for_signal,
+        }
+
+        async def work(connection: Connection) -> WorkflowRecord:
+            row = await (await connection.execute(Q["suspend_workflow"], params)).fetchone()
+            if row is None:
+                raise await _refusal(connection, fence, WorkflowStatus.SUSPENDED)
+            return _rows.workflow_from_row(row)
+
+        return await self._run(work)
+
+    async def request_cancel(
+        self, workflow_id: str, *, compensate: bool, now: int
+    ) -> WorkflowRecord:
+        """Record a cancellation request (see :class:`~durably.store.Store`); the owner,
+        wherever it runs, is told at once."""
+        params = {
+            "workflow_id": workflow_id,
+            "compensate": int(compensate),
+            "now": now,
+            "channel": self._channel,
+        }
+
+        async def work(connection: Connection) -> WorkflowRecord:
+            async with connection.transaction():
+                row = await (await connection.execute(Q["lock_workflow"], params)).fetchone()
+                if row is None:
+                    raise workflow_not_found(workflow_id)
+                record = _rows.workflow_from_row(row)
+                query = cancel_action(record, compensate=compensate, now=now)
+                if query is None:
+                    return record
+                changed = await (await connection.execute(Q[query], params)).fetchone()
+                assert changed is not None  # the row is locked
+                return _rows.workflow_from_row(changed)
+
+        return await self._run(work)
+
+    # -- signals ---------------------------------------------------------------------
+
+    async def append_signal(
+        self,
+        workflow_id: str,
+        name: str,
+        payload: str | None,
+        *,
+        serializer: str,
+        dedup_key: str | None,
+        now: int,
+    ) -> tuple[SignalRecord, bool]:
+        """Append to the inbox and wake the workflow if it is suspended (see
+        :meth:`MemoryStore.append_signal <durably.store.MemoryStore.append_signal>`)."""
+        params = {
+            "workflow_id": workflow_id,
+            "name": name,
+            "payload": payload,
+            "serializer": serializer,
+            "dedup_key": dedup_key,
+            "now": now,
+            "channel": self._channel,
+        }
+
+        async def work(connection: Connection) -> tuple[SignalRecord, bool]:
+            async with connection.transaction():
+                # FOR SHARE: the workflow cannot finish while its signal is appended.
+                row = await (await connection.execute(Q["share_lock_workflow"], params)).fetchone()
+                if row is None:
+                    raise workflow_not_found(workflow_id)
+                if dedup_key is not None:
+                    existing = await (
+                        await connection.execute(Q["find_signal_by_dedup_key"], params)
+                    ).fetchone()
+                    if existing is not None:
+                        return _rows.signal_from_row(existing), False
+                status = WorkflowStatus(row["status"])
+                if status.is_terminal:
+                    raise workflow_finished(workflow_id, status, f"send it signal {name!r}")
+                inserted = await (await connection.execute(Q["insert_signal"], params)).fetchone()
+                if inserted is None:  # the same dedup key, appended concurrently
+                    existing = await (
+                        await connection.execute(Q["find_signal_by_dedup_key"], params)
+                    ).fetchone()
+                    assert existing is not None
+                    return _rows.signal_from_row(existing), False
+                await connection.execute(Q["wake_suspended"], params)
+                return _rows.signal_from_row(inserted), True
+
+        # Without a dedup key a retried append could deliver the signal twice.
+        return await self._run(work, retry=dedup_key is not None)
+
+    async def consume_signal(self, fence: Fence, operation: OperationRecord) -> SignalRecord | None:
+        """Consume the oldest unconsumed signal named ``operation.name`` and record
+        the operation with its payload, fenced, in one transaction; None (and no
+        write) when there is none."""
+        require_same_workflow(fence, operation.workflow_id)
+        params = {
+            **_rows.fence_params(fence),
+            "name": operation.name,
+            "seq": operation.seq,
+            "consumed_at": (
+                operation.started_at if operation.finished_at is None else operation.finished_at
+            ),
+        }
+
+        async def work(connection: Connection) -> SignalRecord | None:
+            async with connection.transaction():
+                row = await (await connection.execute(Q["consume_signal"], params)).fetchone()
+                if row is None:
+                    owned = await (await connection.execute(Q["is_owned"], params)).fetchone()
+                    if owned is None:
+                        raise lease_lost(fence)
+                    return None
+                signal = _rows.signal_from_row(row)
+                recorded = dataclasses.replace(
+                    operation,
+                    status=OperationStatus.COMPLETED,
+                    result=signal.payload,
+                    serializer=signal.serializer,
+                )
+                written = await (
+                    await connection.execute(
+                        Q["record_operation"], _operation_params(fence, recorded)
+                    )
+                ).fetchone()
+                if written is None:
+                    raise lease_lost(fence)
+                return signal
+
+        return await self._run(work)
+
+    async def list_signals(self, workflow_id: str) -> list[SignalRecord]:
+        """The inbox, consumed or not, oldest first."""
+        rows = await self._all("list_signals", {"workflow_id": workflow_id})
+        return [_rows.signal_from_row(row) for row in rows]
+
+
+def _operation_params(fence: Fence, operation: OperationRecord) -> dict[str, Any]:
+    moment = operation.started_at if operation.finished_at is None else operation.finished_at
+    return {**_rows.operation_params(fence, operation), "moment": moment}
+
+
+async def _refusal(connection: Connection, fence: Fence, wanted: WorkflowStatus) -> LeaseLostError:
+    """Why a fenced status change matched no row (only read on this rare path)."""
+    cursor = await connection.execute(Q["get_workflow"], {"workflow_id": fence.workflow_id})
+    row = await cursor.fetchone()
+    if row is None:
+        return lease_lost(fence, "the workflow does not exist")
+    if row["owner"] != fence.owner or row["fence"] != fence.fence:
+        return lease_lost(fence)
+    return transition_refused(fence, WorkflowStatus(row["status"]), wanted)
