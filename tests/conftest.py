@@ -60,7 +60,9 @@ def postgres_schema() -> Iterator[str]:
     schema = f"test_{uuid.uuid4().hex[:16]}"
     yield schema
     with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        connection.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        )
 
 
 def make_store(kind: str, directory: Path, schema: str | None = None) -> Store:

@@ -88,6 +88,8 @@ class Durably:
         error_formatter: Turns an exception into the stored message (redact here).
         observers: :class:`~durably.observers.Observer` instances.
         claim_batch_size: How many workflows one claim takes at most.
+        max_concurrent_workflows: The most claimed workflows this process runs at
+            once; with several worker processes, each takes only its share.
         compensation_retry: Retry policy of compensations registered without one.
         id_generator: Makes workflow ids when a start gives none (default: UUID4).
         worker: Run workflows in this process (default). ``False`` makes a client that
@@ -110,6 +112,7 @@ class Durably:
         error_formatter: Callable[[BaseException], str] | None = None,
         observers: Sequence[Observer] = (),
         claim_batch_size: int = 100,
+        max_concurrent_workflows: int = 1000,
         compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY,
         worker: bool = True,
         id_generator: Callable[[], str] | None = None,
@@ -124,6 +127,10 @@ class Durably:
             raise ConfigurationError("lease_duration and poll_interval must be positive")
         if max_recovery_attempts < 1:
             raise ConfigurationError("max_recovery_attempts must be at least 1")
+        if max_concurrent_workflows < 1 or claim_batch_size < 1:
+            raise ConfigurationError(
+                "max_concurrent_workflows and claim_batch_size must be at least 1"
+            )
         self._env = RunEnvironment(
             store=self._store,
             codec=PayloadCodec(serializer, max_payload_bytes=max_payload_bytes),
@@ -150,7 +157,9 @@ class Durably:
             heartbeat_interval=max(lease // 3, 1),
             poll_interval=self._env.poll_interval,
             claim_batch_size=claim_batch_size,
+            free_slots=lambda: self._max_concurrent - len(self._runs),
         )
+        self._max_concurrent = max_concurrent_workflows
         self._runs: dict[str, tuple[WorkflowRun, asyncio.Task[WorkflowStatus | None]]] = {}
         self._retry_tasks: set[asyncio.Future[None]] = set()
         self._is_worker = worker
@@ -224,15 +233,29 @@ class Durably:
         if self._is_worker:
             await self._worker.start()
 
-    async def close(self) -> None:
+    async def close(self, *, grace: timedelta | float = 0) -> None:
         """Stop the loops, stop running bodies without writing, release every lease.
 
         Workflows that were running stay recoverable: another process (or this one
-        after a restart) resumes them from their last recorded operation. Idempotent.
+        after a restart) resumes them from their last recorded operation; the leases
+        are released, so another process claims them at once. Idempotent.
+
+        Args:
+            grace: First stop claiming and give the running workflows up to this long
+                (wall-clock seconds or a timedelta) to finish or reach a durable wait,
+                with their leases still renewed; only those still running then are
+                stopped and released.
         """
         if not self._is_open:
             return
         self._is_closing = True
+        grace_seconds = _micros(grace) / 1_000_000
+        if grace_seconds > 0 and self._runs:
+            if self._is_worker:
+                await self._worker.stop_claiming()
+            tasks = [task for _, task in self._runs.values()]
+            logger.info("waiting up to %.1fs for %d running workflow(s)", grace_seconds, len(tasks))
+            await asyncio.wait(tasks, timeout=grace_seconds)
         for retry in list(self._retry_tasks):
             retry.cancel()
         if self._is_worker:
@@ -405,6 +428,8 @@ class Durably:
         if not task.cancelled() and task.exception() is not None:
             logger.error("workflow %s run crashed", workflow_id, exc_info=task.exception())
         self._notifier.notify(workflow_id)
+        if len(self._runs) + 1 == self._max_concurrent:
+            self._notifier.notify_work_due()  # it was at capacity: claim more now
 
     async def _run_again(self, record: WorkflowRecord) -> None:
         """Re-run a workflow whose run stopped on a store failure, after a pause: this

@@ -7,6 +7,7 @@ loop thread, for programs that never write ``async``. A plain ``def`` workflow g
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
 from types import TracebackType
@@ -103,12 +104,13 @@ class SyncDurably:
             self._portal = Portal()
         self.call(self.app.open, "open")
 
-    def close(self) -> None:
-        """Close the app and stop the background loop. Idempotent."""
+    def close(self, *, grace: timedelta | float = 0) -> None:
+        """Close the app and stop the background loop (see :meth:`Durably.close`,
+        ``grace`` included). Idempotent."""
         if self._portal is None:
             return
         try:
-            self.call(self.app.close, "close")
+            self.call(functools.partial(self.app.close, grace=grace), "close")
         finally:
             self._portal.close()
             self._portal = None

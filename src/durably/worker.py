@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 from durably.clock import Clock
 from durably.errors import StoreError
@@ -58,6 +58,7 @@ class Worker:
         heartbeat_interval: int,
         poll_interval: int,
         claim_batch_size: int,
+        free_slots: Callable[[], int] = lambda: 1 << 30,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -70,6 +71,7 @@ class Worker:
         self._heartbeat_interval = heartbeat_interval
         self._poll_interval = poll_interval
         self._claim_batch_size = claim_batch_size
+        self._free_slots = free_slots
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -95,12 +97,12 @@ class Worker:
 
     async def stop(self) -> None:
         """Stop both loops."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _cancel(self._tasks)
         self._tasks = []
+
+    async def stop_claiming(self) -> None:
+        """Stop claiming new work; leases of running workflows are still renewed."""
+        await _cancel(self._tasks[:1])
 
     async def claim_due(self) -> list[WorkflowRecord]:
         """Claim every claimable workflow now and launch each; return what was claimed."""
@@ -109,18 +111,21 @@ class Worker:
         if not names:
             return claimed_all
         while True:
+            limit = min(self._claim_batch_size, self._free_slots())
+            if limit <= 0:
+                return claimed_all  # at capacity: a finishing run asks for more
             now = self._clock.now()
             claimed = await self._store.claim_due_workflows(
                 owner=self._executor_id,
                 names=names,
                 now=now,
                 lease_until=now + self._lease_duration,
-                limit=self._claim_batch_size,
+                limit=limit,
             )
             for record in claimed:
                 self._launch(record)
             claimed_all.extend(claimed)
-            if len(claimed) < self._claim_batch_size:
+            if len(claimed) < limit:
                 return claimed_all
 
     async def _claim_loop(self) -> None:
@@ -162,3 +167,11 @@ class Worker:
                 continue
             if cancelled:
                 self._on_cancel_requested(cancelled)
+
+
+async def _cancel(tasks: Sequence[asyncio.Future[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from tests.conftest import postgres_url
 
 from durably.store import Store
 from durably.store.postgres import PostgresStore
 from durably.testing import StoreContract
-from tests.conftest import postgres_url
 
 
 class TestPostgresStore(StoreContract):
