@@ -34,6 +34,7 @@ from durably.errors import (
 from durably.handles import WorkflowHandle, WorkflowInfo
 from durably.models import ErrorInfo, WorkflowStatus
 from durably.observers import Observer
+from durably.queues import Queue
 from durably.retry import RetryPolicy
 from durably.step_call import StepInfo, current_step
 from durably.store import MemoryStore, SqliteStore, Store, open_store
@@ -49,6 +50,7 @@ __all__ = [
     "Context",
     "SyncContext",
     "RetryPolicy",
+    "Queue",
     "StepInfo",
     "current_step",
     "WorkflowHandle",

@@ -34,8 +34,9 @@ async def follow_changes(
                     notifier.notify(change.workflow_id)
                 if change.kind == "cancel" and change.workflow_id is not None:
                     on_cancel_requested([change.workflow_id])
-                if change.kind != "workflow":
-                    notifier.notify_work_due()
+                # Every kind may make work claimable here; a finished workflow frees a
+                # slot of its queue.
+                notifier.notify_work_due()
     except Exception:
         # Never fatal: the claim loop and the waiters still poll.
         logger.exception("following the store's changes failed; falling back to polling")

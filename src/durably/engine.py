@@ -33,7 +33,8 @@ from durably.identifiers import validate_identifier
 from durably.models import WorkflowRecord, WorkflowStatus
 from durably.notifier import Notifier
 from durably.observers import Observer, ObserverSet
-from durably.registry import DEFINITION_ATTRIBUTE, Registry, StepDefinition
+from durably.queues import Queue
+from durably.registry import DEFINITION_ATTRIBUTE, Registry, StepDefinition, WorkflowDefinition
 from durably.retry import DEFAULT_COMPENSATION_RETRY, RetryPolicy
 from durably.runner import WorkflowRun
 from durably.step_call import step_function
@@ -158,9 +159,11 @@ class Durably:
             poll_interval=self._env.poll_interval,
             claim_batch_size=claim_batch_size,
             free_slots=lambda: self._max_concurrent - len(self._runs),
+            queues=lambda: [queue.limits for queue in self.queues.values()],
         )
         self._max_concurrent = max_concurrent_workflows
         self._runs: dict[str, tuple[WorkflowRun, asyncio.Task[WorkflowStatus | None]]] = {}
+        self.queues: dict[str, Queue] = {}
         self._retry_tasks: set[asyncio.Future[None]] = set()
         self._is_worker = worker
         self._new_id = id_generator or (lambda: str(uuid.uuid4()))
@@ -216,6 +219,38 @@ class Durably:
             return step_function(definition)  # type: ignore[return-value]
 
         return declare
+
+    def queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        worker_concurrency: int | None = None,
+        rate_limit: int | None = None,
+        per: timedelta | float = timedelta(seconds=1),
+    ) -> Queue:
+        """Declare a queue that this app's workers claim from (see :mod:`durably.queues`).
+
+        Args:
+            name: The stored queue name.
+            concurrency: The most of its workflows running at once, across all workers.
+            worker_concurrency: The most of its workflows this process runs at once.
+            rate_limit: The most of its workflows started per ``per``.
+            per: The rate limit's window (default one second).
+
+        Raises:
+            ConfigurationError: a limit is not a positive integer, or the queue was
+                declared already with other limits.
+        """
+        window = per if isinstance(per, timedelta) else timedelta(microseconds=_micros(per))
+        queue = Queue(name, concurrency, worker_concurrency, rate_limit, window)
+        existing = self.queues.setdefault(name, queue)
+        if existing != queue:
+            raise ConfigurationError(
+                f"queue {name!r} is already declared with other limits ({existing}); "
+                f"declare each queue once"
+            )
+        return existing
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -347,6 +382,69 @@ class Durably:
         """
         self._require_open()
         definition = self.registry.lookup(workflow)
+        identifier = await self._create(
+            definition, args, kwargs, workflow_id, timeout, queue=None, priority=0
+        )
+        return WorkflowHandle(self, identifier)
+
+    async def enqueue(
+        self,
+        workflow: Callable[..., Any] | str,
+        /,
+        *args: Any,
+        queue: Queue | str,
+        priority: int = 0,
+        workflow_id: str | None = None,
+        timeout: timedelta | float | None = None,
+        **kwargs: Any,
+    ) -> WorkflowHandle[Any]:
+        """Put a workflow on a queue and return its handle at once; a worker that
+        declares the queue runs it when the queue's limits allow.
+
+        Args:
+            workflow: The decorated workflow function (or its registered name).
+            *args: The workflow's arguments (after the context).
+            queue: A queue declared with :meth:`queue` (or its name).
+            priority: Higher priorities are claimed first (default 0).
+            workflow_id: Makes the enqueue idempotent (as for :meth:`start`).
+            timeout: A durable deadline for the whole workflow, from now.
+            **kwargs: The workflow's keyword arguments.
+
+        Raises:
+            ConfigurationError: the queue is not declared in this app.
+            WorkflowNotRegisteredError: the workflow is not registered in this app.
+            WorkflowConflictError: the id exists with another workflow or input.
+            PayloadError: an argument cannot be stored faithfully.
+        """
+        self._require_open()
+        name = queue.name if isinstance(queue, Queue) else queue
+        if name not in self.queues:
+            raise ConfigurationError(
+                f"queue {name!r} is not declared in this app; declare it with "
+                f"app.queue({name!r}, ...) (declared: {sorted(self.queues) or 'none'})"
+            )
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError(f"priority must be an integer, not {priority!r}")
+        definition = self.registry.lookup(workflow)
+        identifier = await self._create(
+            definition, args, kwargs, workflow_id, timeout, queue=name, priority=priority
+        )
+        self._notifier.notify_work_due()
+        return WorkflowHandle(self, identifier)
+
+    async def _create(
+        self,
+        definition: WorkflowDefinition,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        workflow_id: str | None,
+        timeout: timedelta | float | None,
+        *,
+        queue: str | None,
+        priority: int,
+    ) -> str:
+        """Record a new workflow (launched here at once unless queued or a client),
+        or find the one with this id; return the id."""
         identifier = validate_identifier(
             workflow_id if workflow_id is not None else self._new_id(), "workflow_id"
         )
@@ -355,7 +453,7 @@ class Durably:
             arguments, definition.input_hint, what=f"the input of workflow {identifier!r}"
         )
         now = self._clock.now()
-        runs_here = self._is_worker
+        runs_here = self._is_worker and queue is None
         record = WorkflowRecord(
             workflow_id=identifier,
             workflow_name=definition.name,
@@ -369,6 +467,9 @@ class Durably:
             deadline_at=None if timeout is None else now + _micros(timeout),
             created_at=now,
             updated_at=now,
+            queue_name=queue,
+            priority=priority,
+            started_at=now if runs_here else None,
         )
         stored, created = await self._store.create_workflow(record)
         if created and runs_here:
@@ -381,7 +482,7 @@ class Durably:
                 f"choose another workflow_id, or start it with the same workflow and input "
                 f"to get the existing one"
             )
-        return WorkflowHandle(self, identifier)
+        return identifier
 
     async def run(
         self,
@@ -421,6 +522,7 @@ class Durably:
 
     def _forget_run(self, workflow_id: str, task: asyncio.Task[WorkflowStatus | None]) -> None:
         entry = self._runs.get(workflow_id)
+        entry_queue = None if entry is None else entry[0].record.queue_name
         if entry is not None and entry[1] is task:
             del self._runs[workflow_id]
             if entry[0].failed_on_store and self._is_open and not self._is_closing:
@@ -428,8 +530,9 @@ class Durably:
         if not task.cancelled() and task.exception() is not None:
             logger.error("workflow %s run crashed", workflow_id, exc_info=task.exception())
         self._notifier.notify(workflow_id)
-        if len(self._runs) + 1 == self._max_concurrent:
-            self._notifier.notify_work_due()  # it was at capacity: claim more now
+        if len(self._runs) + 1 == self._max_concurrent or entry_queue is not None:
+            # A slot is free (this process's, or its queue's): claim more now.
+            self._notifier.notify_work_due()
 
     async def _run_again(self, record: WorkflowRecord) -> None:
         """Re-run a workflow whose run stopped on a store failure, after a pause: this

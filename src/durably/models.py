@@ -171,11 +171,34 @@ class WorkflowRecord:
     created_at: int = 0
     updated_at: int = 0
     finished_at: int | None = None
+    #: The queue it was enqueued on (None: claimed without queue limits).
+    queue_name: str | None = None
+    #: Among queued workflows, higher priorities are claimed first.
+    priority: int = 0
+    #: When it was first claimed (rate limits count these).
+    started_at: int | None = None
 
     @property
     def error_info(self) -> ErrorInfo | None:
         """The recorded error, decoded."""
         return None if self.error is None else ErrorInfo.from_json(self.error)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueLimits:
+    """The limits a claim of a queue's workflows obeys (durations in microseconds).
+
+    ``concurrency`` bounds the queue's workflows running at once across all workers
+    (claimed, with a live lease); ``worker_concurrency`` those run by the claiming
+    worker; ``rate_limit`` the workflows started (first claimed) in any window of
+    ``rate_period``. None means unlimited.
+    """
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    rate_limit: int | None = None
+    rate_period: int = 1_000_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

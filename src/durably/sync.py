@@ -18,6 +18,7 @@ from durably.engine import Durably, RecoveryReport
 from durably.errors import AppClosedError
 from durably.handles import WorkflowHandle, WorkflowInfo
 from durably.models import WorkflowStatus
+from durably.queues import Queue
 from durably.retry import RetryPolicy
 from durably.sync_context import SyncContext
 
@@ -86,6 +87,24 @@ class SyncDurably:
         """Register a workflow (see Durably.workflow)."""
         return self.app.workflow(name, version=version)
 
+    def queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        worker_concurrency: int | None = None,
+        rate_limit: int | None = None,
+        per: timedelta | float = timedelta(seconds=1),
+    ) -> Queue:
+        """Declare a queue (see Durably.queue)."""
+        return self.app.queue(
+            name,
+            concurrency=concurrency,
+            worker_concurrency=worker_concurrency,
+            rate_limit=rate_limit,
+            per=per,
+        )
+
     def step(
         self,
         name: str | None = None,
@@ -142,6 +161,32 @@ class SyncDurably:
                 workflow, *args, workflow_id=workflow_id, timeout=timeout, **kwargs
             ),
             "start",
+        )
+        return SyncWorkflowHandle(self, handle)
+
+    def enqueue(
+        self,
+        workflow: Callable[..., Any] | str,
+        /,
+        *args: Any,
+        queue: Queue | str,
+        priority: int = 0,
+        workflow_id: str | None = None,
+        timeout: timedelta | float | None = None,
+        **kwargs: Any,
+    ) -> SyncWorkflowHandle[Any]:
+        """Put a workflow on a queue; return its handle at once (see Durably.enqueue)."""
+        handle = self.call(
+            lambda: self.app.enqueue(
+                workflow,
+                *args,
+                queue=queue,
+                priority=priority,
+                workflow_id=workflow_id,
+                timeout=timeout,
+                **kwargs,
+            ),
+            "enqueue",
         )
         return SyncWorkflowHandle(self, handle)
 

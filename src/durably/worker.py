@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Sequence
 
 from durably.clock import Clock
 from durably.errors import StoreError
-from durably.models import WorkflowRecord
+from durably.models import QueueLimits, WorkflowRecord
 from durably.notifier import Notifier
 from durably.store.base import Store
 
@@ -59,6 +59,7 @@ class Worker:
         poll_interval: int,
         claim_batch_size: int,
         free_slots: Callable[[], int] = lambda: 1 << 30,
+        queues: Callable[[], Collection[QueueLimits]] = list,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -72,6 +73,7 @@ class Worker:
         self._poll_interval = poll_interval
         self._claim_batch_size = claim_batch_size
         self._free_slots = free_slots
+        self._queues = queues
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -126,6 +128,31 @@ class Worker:
                 self._launch(record)
             claimed_all.extend(claimed)
             if len(claimed) < limit:
+                break
+        for queue in self._queues():
+            claimed_all.extend(await self._claim_queue(queue, names))
+        return claimed_all
+
+    async def _claim_queue(self, queue: QueueLimits, names: list[str]) -> list[WorkflowRecord]:
+        """Claim what the queue's limits and this process's free slots allow."""
+        claimed_all: list[WorkflowRecord] = []
+        while True:
+            limit = min(self._claim_batch_size, self._free_slots())
+            if limit <= 0:
+                return claimed_all
+            now = self._clock.now()
+            claimed = await self._store.claim_queued_workflows(
+                owner=self._executor_id,
+                queue=queue,
+                names=names,
+                now=now,
+                lease_until=now + self._lease_duration,
+                limit=limit,
+            )
+            for record in claimed:
+                self._launch(record)
+            claimed_all.extend(claimed)
+            if len(claimed) < limit:
                 return claimed_all
 
     async def _claim_loop(self) -> None:
@@ -141,7 +168,9 @@ class Worker:
                 logger.warning("claiming work failed, will retry: %s", error)
                 next_wake = None
             until = started + self._poll_interval
-            if next_wake is not None:
+            # A timer due before this pass and still unclaimed is held back (by a queue's
+            # limits or this process's capacity): waiting for it would spin; poll instead.
+            if next_wake is not None and next_wake > started:
                 until = min(until, next_wake)
             await self._wait(until)
 

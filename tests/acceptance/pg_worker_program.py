@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from datetime import timedelta
+
+import psycopg
+from psycopg import sql
 
 from durably import Context, Durably
 from durably.store.postgres import PostgresStore
@@ -32,6 +36,34 @@ def make_app(url: str, schema: str, executor_id: str | None = None, **options: o
     async def work(n: int, step: int) -> int:
         await asyncio.sleep(0.02)  # a step that takes a moment, like real I/O
         return n * 100 + step
+
+    limited = app.queue("limited", concurrency=3, worker_concurrency=2)
+    paced = app.queue("paced", rate_limit=5, per=timedelta(seconds=1))
+
+    async def timed(workflow_id: str) -> None:
+        """Record when this step ran, in the test's table, from the database's clock."""
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+            await connection.execute(
+                sql.SQL(
+                    "INSERT INTO {} (workflow_id, pid, started) VALUES (%s, %s, clock_timestamp())"
+                ).format(sql.Identifier(schema, "step_times")),
+                (workflow_id, os.getpid()),
+            )
+            await asyncio.sleep(0.1)
+            await connection.execute(
+                sql.SQL("UPDATE {} SET ended = clock_timestamp() WHERE workflow_id = %s").format(
+                    sql.Identifier(schema, "step_times")
+                ),
+                (workflow_id,),
+            )
+
+    for queue in (limited, paced):
+
+        async def queued_job(ctx: Context, workflow_id: str) -> str:
+            await ctx.step("timed", timed, workflow_id)
+            return workflow_id
+
+        app.workflow(name=f"{queue.name}_job")(queued_job)
 
     @app.workflow(name="ten_steps")
     async def ten_steps(ctx: Context, n: int) -> int:

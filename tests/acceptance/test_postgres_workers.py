@@ -246,3 +246,67 @@ def test_workers_reconnect_after_every_connection_is_terminated(
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The largest number of intervals that overlap at one instant."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = most = 0
+    for _, change in events:  # at equal times an end (-1) sorts before a start
+        running += change
+        most = max(most, running)
+    return most
+
+
+def test_queue_limits_hold_across_three_workers(
+    postgres_schema: str, tmp_path: Path, workers: dict[str, subprocess.Popen[bytes]]
+) -> None:
+    """Concurrency 3 (2 per worker) and 5 starts per second, over three processes:
+    measured from the times the steps record and the starts the store records."""
+    for name in workers:
+        log = tmp_path / f"{name}.log"
+        wait_until(lambda log=log: "started" in log.read_text(), f"worker {name} started")
+    database = Database(postgres_schema)
+    try:
+        database.connection.execute(
+            "CREATE TABLE step_times (workflow_id TEXT, pid INTEGER,"
+            " started TIMESTAMPTZ, ended TIMESTAMPTZ)"
+        )
+        client = program().make_app(postgres_url(), postgres_schema, worker=False)
+
+        async def enqueue_all() -> None:
+            async with client:
+                for n in range(30):
+                    await client.enqueue("limited_job", f"l-{n}", queue="limited")
+                for n in range(15):
+                    await client.enqueue("paced_job", f"p-{n}", queue="paced")
+
+        asyncio.run(enqueue_all())
+        wait_until(
+            lambda: (
+                database.value("SELECT count(*) FROM workflows WHERE status = 'COMPLETED'") == 45
+            ),
+            "every queued workflow completed",
+        )
+        rows = database.connection.execute(
+            "SELECT workflow_id, pid, extract(epoch FROM started)::float8,"
+            " extract(epoch FROM ended)::float8 FROM step_times WHERE workflow_id LIKE 'l-%%'"
+        ).fetchall()
+        assert len(rows) == 30
+        assert most_at_once([(start, end) for _, _, start, end in rows]) == 3
+        by_worker: dict[int, list[tuple[float, float]]] = {}
+        for _, pid, start, end in rows:
+            by_worker.setdefault(pid, []).append((start, end))
+        assert len(by_worker) >= 2, "one worker ran everything: the test shows nothing"
+        assert max(most_at_once(intervals) for intervals in by_worker.values()) <= 2
+        starts = [
+            started
+            for (started,) in database.connection.execute(
+                "SELECT started_at FROM workflows WHERE queue_name = 'paced' ORDER BY started_at"
+            )
+        ]
+        assert len(starts) == 15
+        gaps = [later - earlier for earlier, later in zip(starts, starts[5:], strict=False)]
+        assert min(gaps) >= 1_000_000, f"six starts within one second: {gaps}"
+    finally:
+        database.connection.close()

@@ -53,6 +53,9 @@ def workflow_params(record: WorkflowRecord) -> Params:
         "created_at": record.created_at,
         "updated_at": record.updated_at,
         "finished_at": record.finished_at,
+        "queue_name": record.queue_name,
+        "priority": record.priority,
+        "started_at": record.started_at,
     }
 
 
@@ -111,6 +114,9 @@ def workflow_from_row(row: Mapping[str, Any]) -> WorkflowRecord:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             finished_at=row["finished_at"],
+            queue_name=row["queue_name"],
+            priority=row["priority"],
+            started_at=row["started_at"],
         )
     except (ValueError, IndexError) as error:
         raise _corrupt("workflow", row, error) from error

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from durably.errors import LeaseLostError, WorkflowFinishedError, WorkflowNotFoundError
-from durably.models import Fence, WorkflowRecord, WorkflowStatus
+from durably.models import Fence, QueueLimits, WorkflowRecord, WorkflowStatus
 
 #: Statuses in which a cancellation request acts at once when no live lease is held:
 #: without compensation the workflow becomes CANCELLED, with it the workflow is made
@@ -94,3 +94,18 @@ def cancel_action(record: WorkflowRecord, *, compensate: bool, now: int) -> Canc
     if compensate or record.compensate_on_cancel:
         return "wake_to_compensate"
     return "cancel_idle_workflow"
+
+
+def queue_allowance(
+    queue: QueueLimits, *, limit: int, running: int, running_here: int, started: int
+) -> int:
+    """How many more of ``queue``'s workflows one claim may take, given how many run
+    (everywhere, and on the claiming worker) and how many started in the rate window."""
+    allowed = limit
+    if queue.concurrency is not None:
+        allowed = min(allowed, queue.concurrency - running)
+    if queue.worker_concurrency is not None:
+        allowed = min(allowed, queue.worker_concurrency - running_here)
+    if queue.rate_limit is not None:
+        allowed = min(allowed, queue.rate_limit - started)
+    return max(allowed, 0)

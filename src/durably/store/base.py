@@ -27,6 +27,7 @@ from durably.models import (
     Fence,
     History,
     OperationRecord,
+    QueueLimits,
     SignalRecord,
     WorkflowRecord,
     WorkflowStatus,
@@ -135,10 +136,31 @@ class Store(Protocol):
         lease_until: int,
         limit: int,
     ) -> list[WorkflowRecord]:
-        """Claim up to ``limit`` claimable workflows whose name is in ``names``,
-        oldest wake-up / creation first, exactly as :meth:`claim_workflow` does.
+        """Claim up to ``limit`` claimable workflows whose name is in ``names`` and
+        that are on no queue, oldest wake-up / creation first, exactly as
+        :meth:`claim_workflow` does (which also sets ``started_at`` the first time).
 
         Two executors calling this concurrently never claim the same workflow.
+        """
+        ...
+
+    async def claim_queued_workflows(
+        self,
+        *,
+        owner: str,
+        queue: QueueLimits,
+        names: Collection[str],
+        now: int,
+        lease_until: int,
+        limit: int,
+    ) -> list[WorkflowRecord]:
+        """Claim claimable workflows of ``queue.name`` whose name is in ``names``,
+        highest ``priority`` first, then oldest wake-up / creation, as
+        :meth:`claim_workflow` does: at most ``limit``, and no more than the queue's
+        limits leave at ``now`` (see :class:`~durably.models.QueueLimits`).
+
+        Concurrent claims of one queue, from any number of executors, are serialised,
+        so that together they never exceed its limits.
         """
         ...
 

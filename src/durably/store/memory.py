@@ -22,6 +22,7 @@ from durably.models import (
     History,
     OperationRecord,
     OperationStatus,
+    QueueLimits,
     SignalRecord,
     WorkflowRecord,
     WorkflowStatus,
@@ -30,6 +31,7 @@ from durably.models import (
 from durably.store._rules import (
     CANCEL_AT_ONCE_STATUSES,
     lease_lost,
+    queue_allowance,
     require_same_workflow,
     transition_refused,
     workflow_finished,
@@ -171,7 +173,9 @@ class MemoryStore:
 
     # -- ownership -------------------------------------------------------------------
 
-    def _claim(self, record: WorkflowRecord, owner: str, lease_until: int) -> WorkflowRecord:
+    def _claim(
+        self, record: WorkflowRecord, owner: str, now: int, lease_until: int
+    ) -> WorkflowRecord:
         run_did_not_end = record.status in (WorkflowStatus.RUNNING, WorkflowStatus.COMPENSATING)
         claimed = dataclasses.replace(
             record,
@@ -185,6 +189,7 @@ class MemoryStore:
                 else WorkflowStatus.RUNNING
             ),
             recovery_attempts=record.recovery_attempts + 1 if run_did_not_end else 0,
+            started_at=now if record.started_at is None else record.started_at,
         )
         self._workflows[record.workflow_id] = claimed
         return claimed
@@ -196,7 +201,7 @@ class MemoryStore:
         record = self._workflows.get(workflow_id)
         if record is None or not _is_claimable(record, now):
             return None
-        return self._claim(record, owner, lease_until)
+        return self._claim(record, owner, now, lease_until)
 
     async def claim_due_workflows(
         self,
@@ -214,11 +219,50 @@ class MemoryStore:
             (
                 record
                 for record in self._workflows.values()
-                if record.workflow_name in wanted and _is_claimable(record, now)
+                if record.workflow_name in wanted
+                and record.queue_name is None
+                and _is_claimable(record, now)
             ),
             key=_claim_order,
         )
-        return [self._claim(record, owner, lease_until) for record in due[: max(limit, 0)]]
+        return [self._claim(record, owner, now, lease_until) for record in due[: max(limit, 0)]]
+
+    async def claim_queued_workflows(
+        self,
+        *,
+        owner: str,
+        queue: QueueLimits,
+        names: Collection[str],
+        now: int,
+        lease_until: int,
+        limit: int,
+    ) -> list[WorkflowRecord]:
+        """Claim a queue's workflows within its limits, highest priority first (see
+        :class:`~durably.store.Store`)."""
+        if limit <= 0 or not names:
+            return []
+        wanted = frozenset(names)
+        members = [r for r in self._workflows.values() if r.queue_name == queue.name]
+        running = [
+            r
+            for r in members
+            if r.status in (WorkflowStatus.RUNNING, WorkflowStatus.COMPENSATING)
+            and _has_live_lease(r, now)
+        ]
+        allowed = queue_allowance(
+            queue,
+            limit=limit,
+            running=len(running),
+            running_here=sum(r.owner == owner for r in running),
+            started=sum(
+                r.started_at is not None and r.started_at > now - queue.rate_period for r in members
+            ),
+        )
+        due = sorted(
+            (r for r in members if r.workflow_name in wanted and _is_claimable(r, now)),
+            key=lambda r: (-r.priority, *_claim_order(r)),
+        )
+        return [self._claim(record, owner, now, lease_until) for record in due[:allowed]]
 
     async def next_wake_time(self, *, names: Collection[str]) -> int | None:
         """The earliest timer of a suspended workflow named in ``names``, or None."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 from durably.testing._contract.claims import ClaimsContract
 from durably.testing._contract.history import HistoryContract
 from durably.testing._contract.leases import LeasesContract
+from durably.testing._contract.queues import QueuesContract
 from durably.testing._contract.records import (
     LEASE,
     NOW,
@@ -71,5 +72,6 @@ class StoreContract(
     HistoryContract,
     StatusContract,
     SignalsContract,
+    QueuesContract,
 ):
     """Every behaviour a store must have. Subclass it and provide a ``store`` fixture."""

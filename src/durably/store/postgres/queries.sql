@@ -12,12 +12,14 @@ WITH inserted AS (
     INSERT INTO workflows (
         workflow_id, workflow_name, status, version, input, result, error, serializer,
         owner, fence, lease_until, wake_at, deadline_at, wait_reason, cancel_requested,
-        compensate_on_cancel, recovery_attempts, created_at, updated_at, finished_at)
+        compensate_on_cancel, recovery_attempts, created_at, updated_at, finished_at,
+        queue_name, priority, started_at)
     VALUES (
         %(workflow_id)s, %(workflow_name)s, %(status)s, %(version)s, %(input)s, %(result)s,
         %(error)s, %(serializer)s, %(owner)s, %(fence)s, %(lease_until)s, %(wake_at)s,
         %(deadline_at)s, %(wait_reason)s, %(cancel_requested)s, %(compensate_on_cancel)s,
-        %(recovery_attempts)s, %(created_at)s, %(updated_at)s, %(finished_at)s)
+        %(recovery_attempts)s, %(created_at)s, %(updated_at)s, %(finished_at)s,
+        %(queue_name)s, %(priority)s, %(started_at)s)
     ON CONFLICT (workflow_id) DO NOTHING
     RETURNING *)
 SELECT inserted.*, pg_notify(%(channel)s, 'work') AS notified FROM inserted;
@@ -74,6 +76,7 @@ UPDATE workflows SET
     fence = fence + 1,
     lease_until = %(lease_until)s,
     wake_at = NULL,
+    started_at = COALESCE(started_at, %(now)s),
     status = CASE WHEN status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'RUNNING' END,
     recovery_attempts = CASE WHEN status IN ('RUNNING', 'COMPENSATING')
                              THEN recovery_attempts + 1 ELSE 0 END
@@ -84,7 +87,7 @@ WHERE workflow_id = %(workflow_id)s
 RETURNING *;
 
 -- name: claim_due_workflows
--- Claim up to %(limit)s claimable workflows of the given names, earliest due first,
+-- Claim up to %(limit)s claimable unqueued workflows of the given names, earliest due first,
 -- skipping rows another transaction holds (FOR UPDATE SKIP LOCKED): concurrent workers
 -- never wait for each other and never claim the same workflow. due_at gives the order
 -- back (RETURNING rows come in any order).
@@ -93,6 +96,7 @@ WITH due AS (
            CASE WHEN status = 'SUSPENDED' THEN wake_at ELSE created_at END AS due_at
     FROM workflows
     WHERE workflow_name = ANY (%(names)s::text[])
+      AND queue_name IS NULL
       AND ((status IN ('PENDING', 'RUNNING', 'COMPENSATING')
             AND (owner IS NULL OR lease_until IS NULL OR lease_until < %(now)s))
            OR (status = 'SUSPENDED' AND wake_at <= %(now)s))
@@ -105,6 +109,52 @@ UPDATE workflows SET
     fence = workflows.fence + 1,
     lease_until = %(lease_until)s,
     wake_at = NULL,
+    started_at = COALESCE(workflows.started_at, %(now)s),
+    status = CASE WHEN workflows.status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'RUNNING' END,
+    recovery_attempts = CASE WHEN workflows.status IN ('RUNNING', 'COMPENSATING')
+                             THEN workflows.recovery_attempts + 1 ELSE 0 END
+FROM due
+WHERE workflows.workflow_id = due.workflow_id
+RETURNING workflows.*, due.due_at;
+
+-- name: lock_queue
+-- Serialise the claims of one queue across workers until the end of the transaction.
+SELECT pg_advisory_xact_lock(hashtext(%(lock_name)s));
+
+-- name: queue_usage
+-- How much of a queue's limits is taken at %(now)s: its workflows running under a live
+-- lease (all of them, and the claiming worker's), and those first claimed after
+-- %(window_start)s (the rate window).
+SELECT
+    count(*) FILTER (WHERE status IN ('RUNNING', 'COMPENSATING') AND owner IS NOT NULL
+                     AND lease_until >= %(now)s) AS running,
+    count(*) FILTER (WHERE status IN ('RUNNING', 'COMPENSATING') AND owner = %(owner)s
+                     AND lease_until >= %(now)s) AS running_here,
+    count(*) FILTER (WHERE started_at > %(window_start)s) AS started
+FROM workflows WHERE queue_name = %(queue)s;
+
+-- name: claim_queued_workflows
+-- Claim up to %(limit)s claimable workflows of one queue (the caller computed the limit
+-- from queue_usage under the queue's advisory lock), highest priority first.
+WITH due AS (
+    SELECT workflow_id, priority,
+           CASE WHEN status = 'SUSPENDED' THEN wake_at ELSE created_at END AS due_at
+    FROM workflows
+    WHERE workflow_name = ANY (%(names)s::text[])
+      AND queue_name = %(queue)s
+      AND ((status IN ('PENDING', 'RUNNING', 'COMPENSATING')
+            AND (owner IS NULL OR lease_until IS NULL OR lease_until < %(now)s))
+           OR (status = 'SUSPENDED' AND wake_at <= %(now)s))
+    ORDER BY priority DESC, CASE WHEN status = 'SUSPENDED' THEN wake_at ELSE created_at END,
+             created_at, workflow_id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+UPDATE workflows SET
+    owner = %(owner)s,
+    fence = workflows.fence + 1,
+    lease_until = %(lease_until)s,
+    wake_at = NULL,
+    started_at = COALESCE(workflows.started_at, %(now)s),
     status = CASE WHEN workflows.status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'RUNNING' END,
     recovery_attempts = CASE WHEN workflows.status IN ('RUNNING', 'COMPENSATING')
                              THEN workflows.recovery_attempts + 1 ELSE 0 END

@@ -28,6 +28,7 @@ from durably.models import (
     History,
     OperationRecord,
     OperationStatus,
+    QueueLimits,
     SignalRecord,
     WorkflowRecord,
     WorkflowStatus,
@@ -38,6 +39,7 @@ from durably.store._queries import load_queries
 from durably.store._rules import (
     cancel_action,
     lease_lost,
+    queue_allowance,
     require_same_workflow,
     transition_refused,
     workflow_finished,
@@ -260,6 +262,55 @@ class PostgresStore:
         }
         rows = await self._all("claim_due_workflows", params)
         rows.sort(key=lambda row: (row["due_at"], row["created_at"], row["workflow_id"]))
+        return [_rows.workflow_from_row(row) for row in rows]
+
+    async def claim_queued_workflows(
+        self,
+        *,
+        owner: str,
+        queue: QueueLimits,
+        names: Collection[str],
+        now: int,
+        lease_until: int,
+        limit: int,
+    ) -> list[WorkflowRecord]:
+        """Claim a queue's workflows within its limits (see
+        :class:`~durably.store.Store`); a transaction-scoped advisory lock per queue
+        serialises the claims of every worker, so their counts are never stale."""
+        if limit <= 0 or not names:
+            return []
+        params = {
+            "owner": owner,
+            "queue": queue.name,
+            "names": _text_array(names),
+            "now": now,
+            "lease_until": lease_until,
+            "window_start": now - queue.rate_period,
+            "lock_name": f"durably-queue:{self.schema}:{queue.name}",
+        }
+
+        async def work(connection: Connection) -> list[dict[str, Any]]:
+            async with connection.transaction():
+                await connection.execute(Q["lock_queue"], params)
+                usage = await (await connection.execute(Q["queue_usage"], params)).fetchone()
+                assert usage is not None  # an aggregate always has a row
+                allowed = queue_allowance(
+                    queue,
+                    limit=limit,
+                    running=usage["running"],
+                    running_here=usage["running_here"],
+                    started=usage["started"],
+                )
+                if allowed == 0:
+                    return []
+                query = Q["claim_queued_workflows"]
+                cursor = await connection.execute(query, {**params, "limit": allowed})
+                return await cursor.fetchall()
+
+        rows = await self._run(work)
+        rows.sort(
+            key=lambda row: (-row["priority"], row["due_at"], row["created_at"], row["workflow_id"])
+        )
         return [_rows.workflow_from_row(row) for row in rows]
 
     async def next_wake_time(self, *, names: Collection[str]) -> int | None:

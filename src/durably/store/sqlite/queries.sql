@@ -8,11 +8,13 @@
 INSERT INTO workflows (
     workflow_id, workflow_name, status, version, input, result, error, serializer, owner,
     fence, lease_until, wake_at, deadline_at, wait_reason, cancel_requested,
-    compensate_on_cancel, recovery_attempts, created_at, updated_at, finished_at)
+    compensate_on_cancel, recovery_attempts, created_at, updated_at, finished_at,
+    queue_name, priority, started_at)
 VALUES (
     :workflow_id, :workflow_name, :status, :version, :input, :result, :error, :serializer,
     :owner, :fence, :lease_until, :wake_at, :deadline_at, :wait_reason, :cancel_requested,
-    :compensate_on_cancel, :recovery_attempts, :created_at, :updated_at, :finished_at)
+    :compensate_on_cancel, :recovery_attempts, :created_at, :updated_at, :finished_at,
+        :queue_name, :priority, :started_at)
 ON CONFLICT (workflow_id) DO NOTHING
 RETURNING *;
 
@@ -61,6 +63,7 @@ UPDATE workflows SET
     fence = fence + 1,
     lease_until = :lease_until,
     wake_at = NULL,
+    started_at = COALESCE(started_at, :now),
     status = CASE WHEN status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'RUNNING' END,
     recovery_attempts = CASE WHEN status IN ('RUNNING', 'COMPENSATING')
                              THEN recovery_attempts + 1 ELSE 0 END
@@ -71,7 +74,7 @@ WHERE workflow_id = :workflow_id
 RETURNING *;
 
 -- name: claim_due_workflows
--- Claim up to :limit claimable workflows of the given names, earliest due first, in one
+-- Claim up to :limit claimable unqueued workflows of the given names, earliest due first, in one
 -- statement; claim_position gives that order back (RETURNING rows come in any order).
 WITH due (workflow_id, claim_position) AS MATERIALIZED (
     SELECT workflow_id,
@@ -80,6 +83,7 @@ WITH due (workflow_id, claim_position) AS MATERIALIZED (
                         created_at, workflow_id)
     FROM workflows
     WHERE workflow_name IN (SELECT value FROM json_each(:names))
+      AND queue_name IS NULL
       AND ((status IN ('PENDING', 'RUNNING', 'COMPENSATING')
             AND (owner IS NULL OR lease_until IS NULL OR lease_until < :now))
            OR (status = 'SUSPENDED' AND wake_at <= :now))
@@ -91,6 +95,51 @@ UPDATE workflows SET
     fence = fence + 1,
     lease_until = :lease_until,
     wake_at = NULL,
+    started_at = COALESCE(started_at, :now),
+    status = CASE WHEN status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'RUNNING' END,
+    recovery_attempts = CASE WHEN status IN ('RUNNING', 'COMPENSATING')
+                             THEN recovery_attempts + 1 ELSE 0 END
+WHERE workflow_id IN (SELECT workflow_id FROM due)
+RETURNING *,
+    (SELECT claim_position FROM due WHERE due.workflow_id = workflows.workflow_id)
+        AS claim_position;
+
+-- name: queue_usage
+-- How much of a queue's limits is taken at :now: its workflows running under a live
+-- lease (all of them, and the claiming worker's), and those first claimed after
+-- :window_start (the rate window).
+SELECT
+    count(*) FILTER (WHERE status IN ('RUNNING', 'COMPENSATING') AND owner IS NOT NULL
+                     AND lease_until >= :now) AS running,
+    count(*) FILTER (WHERE status IN ('RUNNING', 'COMPENSATING') AND owner = :owner
+                     AND lease_until >= :now) AS running_here,
+    count(*) FILTER (WHERE started_at > :window_start) AS started
+FROM workflows WHERE queue_name = :queue;
+
+-- name: claim_queued_workflows
+-- Claim up to :limit claimable workflows of one queue (the caller computed :limit from
+-- queue_usage in the same transaction), highest priority first, then earliest due.
+WITH due (workflow_id, claim_position) AS MATERIALIZED (
+    SELECT workflow_id,
+           row_number() OVER (
+               ORDER BY priority DESC,
+                        CASE WHEN status = 'SUSPENDED' THEN wake_at ELSE created_at END,
+                        created_at, workflow_id)
+    FROM workflows
+    WHERE workflow_name IN (SELECT value FROM json_each(:names))
+      AND queue_name = :queue
+      AND ((status IN ('PENDING', 'RUNNING', 'COMPENSATING')
+            AND (owner IS NULL OR lease_until IS NULL OR lease_until < :now))
+           OR (status = 'SUSPENDED' AND wake_at <= :now))
+    ORDER BY priority DESC, CASE WHEN status = 'SUSPENDED' THEN wake_at ELSE created_at END,
+             created_at, workflow_id
+    LIMIT :limit)
+UPDATE workflows SET
+    owner = :owner,
+    fence = fence + 1,
+    lease_until = :lease_until,
+    wake_at = NULL,
+    started_at = COALESCE(started_at, :now),
     status = CASE WHEN status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'RUNNING' END,
     recovery_attempts = CASE WHEN status IN ('RUNNING', 'COMPENSATING')
                              THEN recovery_attempts + 1 ELSE 0 END

@@ -17,7 +17,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from durably.errors import ConfigurationError, LeaseLostError, StoreError
 from durably.models import (
@@ -26,6 +26,7 @@ from durably.models import (
     History,
     OperationRecord,
     OperationStatus,
+    QueueLimits,
     SignalRecord,
     WorkflowRecord,
     WorkflowStatus,
@@ -36,6 +37,7 @@ from durably.store._queries import load_queries
 from durably.store._rules import (
     cancel_action,
     lease_lost,
+    queue_allowance,
     require_same_workflow,
     transition_refused,
     workflow_finished,
@@ -252,6 +254,47 @@ class SqliteStore:
             "limit": limit,
         }
         rows = await self._write(lambda c: c.execute(Q["claim_due_workflows"], params).fetchall())
+        rows.sort(key=lambda row: int(row["claim_position"]))
+        return [_rows.workflow_from_row(row) for row in rows]
+
+    async def claim_queued_workflows(
+        self,
+        *,
+        owner: str,
+        queue: QueueLimits,
+        names: Collection[str],
+        now: int,
+        lease_until: int,
+        limit: int,
+    ) -> list[WorkflowRecord]:
+        """Claim a queue's workflows within its limits (see
+        :class:`~durably.store.Store`); SQLite's write lock serialises the claims."""
+        if limit <= 0 or not names:
+            return []
+        params = {
+            "owner": owner,
+            "queue": queue.name,
+            "names": _json_list(names),
+            "now": now,
+            "lease_until": lease_until,
+            "window_start": now - queue.rate_period,
+        }
+
+        def work(connection: sqlite3.Connection) -> list[Any]:
+            usage = connection.execute(Q["queue_usage"], params).fetchone()
+            allowed = queue_allowance(
+                queue,
+                limit=limit,
+                running=usage["running"],
+                running_here=usage["running_here"],
+                started=usage["started"],
+            )
+            if allowed == 0:
+                return []
+            query = Q["claim_queued_workflows"]
+            return connection.execute(query, {**params, "limit": allowed}).fetchall()
+
+        rows = await self._write(work)
         rows.sort(key=lambda row: int(row["claim_position"]))
         return [_rows.workflow_from_row(row) for row in rows]
 
