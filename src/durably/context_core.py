@@ -139,7 +139,7 @@ class ContextCore:
         await self._fenced(
             self._env.store.record_operation(self._fence, operation), "record_operation"
         )
-        self._env.notifier.notify(self.workflow_id)
+        self._env.notifier.notify_progress(self.workflow_id)
 
     async def _wait_until(self, moment: int, reason: str) -> None:
         """Wait in memory if the wait is short, else unwind the workflow until then."""

@@ -31,7 +31,7 @@ from durably.errors import (
 from durably.handles import WorkflowHandle, WorkflowInfo
 from durably.identifiers import validate_identifier
 from durably.models import WorkflowRecord, WorkflowStatus
-from durably.notifier import Notifier
+from durably.notifier import Notifier, progress_key
 from durably.observers import Observer, ObserverSet
 from durably.queues import Queue
 from durably.registry import DEFINITION_ATTRIBUTE, Registry, StepDefinition, WorkflowDefinition
@@ -672,9 +672,10 @@ class Durably:
         """
         self._require_open()
         last: tuple[WorkflowStatus, int] | None = None
-        with self._notifier.watching(workflow_id):
+        channel = progress_key(workflow_id)  # woken by every recorded step
+        with self._notifier.watching(channel):
             while True:
-                seen = self._notifier.generation(workflow_id)
+                seen = self._notifier.generation(channel)
                 record = await self._store.get_workflow(workflow_id)
                 if record is None:
                     return
@@ -685,7 +686,7 @@ class Durably:
                 if record.status.is_terminal:
                     return
                 until = self._clock.now() + self._env.poll_interval
-                await self._notifier.wait(workflow_id, until, since=seen)
+                await self._notifier.wait(channel, until, since=seen)
 
     async def wait_for_result(
         self, workflow_id: str, *, timeout: timedelta | float | None = None

@@ -12,6 +12,13 @@ from collections import defaultdict
 from durably.clock import Clock
 
 
+def progress_key(workflow_id: str) -> str:
+    """The key to pass to :meth:`Notifier.generation`, :meth:`~Notifier.watching` and
+    :meth:`~Notifier.wait` to be woken by every recorded step, not only by status
+    changes (a control character cannot occur in a workflow id)."""
+    return f"\x00progress\x00{workflow_id}"
+
+
 class Notifier:
     """Per-workflow change notifications and one "work is due" flag for the scheduler."""
 
@@ -28,10 +35,19 @@ class Notifier:
         return self._generations.get(workflow_id, 0)
 
     def notify(self, workflow_id: str) -> None:
-        """Wake everything waiting on ``workflow_id``."""
-        if workflow_id in self._generations:
-            self._generations[workflow_id] += 1
-        for waiter in self._waiters.pop(workflow_id, ()):
+        """Wake everything waiting on ``workflow_id``: its status or inbox changed."""
+        self._fire(workflow_id)
+        self._fire(progress_key(workflow_id))
+
+    def notify_progress(self, workflow_id: str) -> None:
+        """Wake only those watching ``workflow_id``'s steps (a step was recorded):
+        waiters for a result are not woken by every step."""
+        self._fire(progress_key(workflow_id))
+
+    def _fire(self, key: str) -> None:
+        if key in self._generations:
+            self._generations[key] += 1
+        for waiter in self._waiters.pop(key, ()):
             if not waiter.done():
                 waiter.set_result(None)
 
