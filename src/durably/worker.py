@@ -156,22 +156,29 @@ class Worker:
                 return claimed_all
 
     async def _claim_loop(self) -> None:
+        held_back: int | None = None
         while True:
             self._notifier.work_due.clear()
             # Measure the poll interval from before the claim: a clock that moves
             # while claiming must not push the next poll further away.
             started = self._clock.now()
             try:
-                await self.claim_due()
+                claimed = await self.claim_due()
                 next_wake = await self._store.next_wake_time(names=list(self._names()))
             except StoreError as error:
                 logger.warning("claiming work failed, will retry: %s", error)
-                next_wake = None
+                claimed, next_wake = [], None
             until = started + self._poll_interval
-            # A timer due before this pass and still unclaimed is held back (by a queue's
-            # limits or this process's capacity): waiting for it would spin; poll instead.
             if next_wake is not None and next_wake > started:
                 until = min(until, next_wake)
+                held_back = None
+            elif next_wake is not None and (claimed or next_wake != held_back):
+                # Already due but not claimed: it became due while this pass ran (look
+                # again now), or it is held back by a queue's limits or this process's
+                # capacity: then the second pass that finds the same timer and claims
+                # nothing polls instead of spinning.
+                until = started
+                held_back = next_wake
             await self._wait(until)
 
     async def _wait(self, until: int) -> None:
