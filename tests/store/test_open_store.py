@@ -78,3 +78,13 @@ def test_a_bad_url_is_refused_with_the_accepted_forms(url: str, message: str) ->
     """ConfigurationError says what is wrong and what would work."""
     with pytest.raises(ConfigurationError, match=message):
         open_store(url)
+
+
+def test_a_postgresql_url_may_name_the_schema() -> None:
+    """?schema= is durably's option (taken out of the URL); other options reach libpq."""
+    store = open_store("postgresql://app@db.example/prod?schema=billing&application_name=w1")
+    assert (store.url, store.schema) == (  # type: ignore[attr-defined]
+        "postgresql://app@db.example/prod?application_name=w1",
+        "billing",
+    )
+    assert open_store("postgres://app@db.example/prod").schema == "durably"  # type: ignore[attr-defined]

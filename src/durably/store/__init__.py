@@ -7,7 +7,7 @@ Both built-in stores use only the standard library; the PostgreSQL store is an e
 from __future__ import annotations
 
 import importlib
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from durably.errors import ConfigurationError
 from durably.store.base import ChangeFeed, Store, StoreChange
@@ -20,7 +20,7 @@ _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _ACCEPTED_FORMS = (
     "'memory://'; 'sqlite:///relative/path.db' or 'sqlite:////absolute/path.db' "
     "(optionally with '?synchronous=FULL'); a file path ending in .db, .sqlite or "
-    ".sqlite3; 'postgresql://user@host/database'"
+    ".sqlite3; 'postgresql://user@host/database' (optionally with '?schema=name')"
 )
 
 
@@ -33,7 +33,8 @@ def open_store(url: str) -> Store:
     * ``"sqlite:///relative/path.db"`` or ``"sqlite:////absolute/path.db"``, with an
       optional ``?synchronous=FULL`` (default ``NORMAL``): a :class:`SqliteStore`;
     * a bare file path ending in ``.db``, ``.sqlite`` or ``.sqlite3``: the same;
-    * ``"postgresql://..."`` or ``"postgres://..."``: a ``PostgresStore`` (an extra).
+    * ``"postgresql://..."`` or ``"postgres://..."``: a ``PostgresStore`` (an extra);
+      ``?schema=name`` picks the PostgreSQL schema of its tables (default ``durably``).
 
     Raises:
         ConfigurationError: the URL is not understood, or names a store whose extra
@@ -78,5 +79,11 @@ def _open_postgres(url: str) -> Store:
         raise ConfigurationError(
             "PostgreSQL support is not installed: pip install 'durably[postgres]'"
         ) from error
-    store: Store = module.PostgresStore(url)
+    parts = urlsplit(url)
+    options = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for key, value in options if key == "schema"]
+    rest = urlencode([(key, value) for key, value in options if key != "schema"])
+    store: Store = module.PostgresStore(
+        urlunsplit(parts._replace(query=rest)), **({"schema": schemas[-1]} if schemas else {})
+    )
     return store
