@@ -347,13 +347,24 @@ class Durably:
     @overload
     async def start(
         self,
-        workflow: Callable[..., R] | str,
+        workflow: Callable[..., R],
         /,
         *args: Any,
         workflow_id: str | None = ...,
         timeout: timedelta | float | None = ...,
         **kwargs: Any,
     ) -> WorkflowHandle[R]: ...
+
+    @overload
+    async def start(
+        self,
+        workflow: str,
+        /,
+        *args: Any,
+        workflow_id: str | None = ...,
+        timeout: timedelta | float | None = ...,
+        **kwargs: Any,
+    ) -> WorkflowHandle[Any]: ...
 
     async def start(
         self,
@@ -484,17 +495,39 @@ class Durably:
             )
         return identifier
 
+    @overload
     async def run(
         self,
         workflow: Callable[..., Awaitable[R]] | Callable[..., R],
         /,
         *args: Any,
+        workflow_id: str | None = ...,
+        timeout: timedelta | float | None = ...,
+        **kwargs: Any,
+    ) -> R: ...
+
+    @overload
+    async def run(
+        self,
+        workflow: str,
+        /,
+        *args: Any,
+        workflow_id: str | None = ...,
+        timeout: timedelta | float | None = ...,
+        **kwargs: Any,
+    ) -> Any: ...
+
+    async def run(
+        self,
+        workflow: Callable[..., Any] | str,
+        /,
+        *args: Any,
         workflow_id: str | None = None,
         timeout: timedelta | float | None = None,
         **kwargs: Any,
-    ) -> R:
+    ) -> Any:
         """Start a workflow and wait for its result (see :meth:`start`)."""
-        handle: WorkflowHandle[R] = await self.start(
+        handle = await self.start(
             workflow, *args, workflow_id=workflow_id, timeout=timeout, **kwargs
         )
         return await handle.result()
