@@ -81,6 +81,10 @@ class WorkflowFinishedError(DurablyError):
     """The workflow has already finished; this action needs a workflow that is still live."""
 
 
+class InvalidTransitionError(DurablyError):
+    """The workflow's status does not allow this action; the message says what does."""
+
+
 class WorkflowFailedError(DurablyError):
     """The workflow did not complete; its status and recorded error are attached."""
 

@@ -87,6 +87,15 @@ def is_allowed_transition(current: WorkflowStatus, new: WorkflowStatus) -> bool:
     return current == new or new in ALLOWED_TRANSITIONS[current]
 
 
+#: The operator's way out of a stop: ``resume`` moves a workflow from each key to its
+#: value (outside the engine's state machine, which never leaves these statuses).
+RESUME_TRANSITIONS: dict[WorkflowStatus, WorkflowStatus] = {
+    WorkflowStatus.PARKED: WorkflowStatus.PENDING,
+    WorkflowStatus.FAILED: WorkflowStatus.PENDING,
+    WorkflowStatus.COMPENSATION_FAILED: WorkflowStatus.COMPENSATING,
+}
+
+
 def allowed_sources(new: WorkflowStatus) -> frozenset[WorkflowStatus]:
     """The statuses from which the engine may move a workflow to ``new``."""
     return frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if new in targets)

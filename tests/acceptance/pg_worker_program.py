@@ -28,7 +28,7 @@ def make_app(url: str, schema: str, executor_id: str | None = None, **options: o
     app = Durably(
         PostgresStore(url, schema=schema, pool_size=4),
         executor_id=executor_id,
-        lease_duration=timedelta(seconds=2),
+        lease_duration=timedelta(seconds=4),
         poll_interval=timedelta(milliseconds=200),
         **options,  # type: ignore[arg-type]
     )

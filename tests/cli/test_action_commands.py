@@ -102,14 +102,34 @@ def test_cancel_of_a_finished_workflow_exits_1(cli: Cli) -> None:
     assert refused.returncode == 1 and "cannot cancel it" in refused.stderr
 
 
-def test_resume_explains_why_it_cannot_act_yet(cli: Cli) -> None:
-    """The store protocol has no operator transition out of PARKED: resume refuses and
-    points at the fork; a workflow that is not stopped is refused with the reason."""
+def test_resume_runs_a_failed_workflow_again_from_its_failed_step(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the cause is fixed, `resume` makes the FAILED workflow run its failed step
+    again (the completed one is replayed, not re-run) and complete under the same id."""
+    monkeypatch.setattr(cli_workflows, "charges_allowed", False)
+    monkeypatch.setattr(cli_workflows, "STEP_CALLS", [])
+    assert record(cli.url, lambda app: finish(app, "checkout", "order-1")) == "FAILED"
+    resumed = cli.json("resume", "order-1")
+    assert resumed["workflow"]["status"] == "PENDING"
+    monkeypatch.setattr(cli_workflows, "charges_allowed", True)
+    result = record(cli.url, lambda app: _resume_and_wait(app, "order-1"))
+    assert result == "reservation-order-1 paid 100"
+    assert cli_workflows.STEP_CALLS == [
+        ("reserve", "order-1"),
+        ("charge", "order-1"),
+        ("charge", "order-1"),
+    ]
+    assert cli.json("show", "order-1")["workflow"]["status"] == "COMPLETED"
+
+
+def test_resume_of_a_parked_workflow_and_refusals(cli: Cli) -> None:
+    """A PARKED workflow becomes PENDING (it parks again while the code still
+    diverges); a workflow that is not stopped is refused with the reason."""
     park(cli.url, "order-1")
-    refused = cli("resume", "order-1")
-    assert refused.returncode == 1
-    assert "cannot resume workflows yet" in refused.stderr
-    assert "durably retry order-1 --from-step N" in refused.stderr
+    resumed = cli("resume", "order-1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert cli.json("show", "order-1")["workflow"]["status"] == "PENDING"
     record(cli.url, lambda app: start_waiting_approval(app, "order-2"))
     waiting = cli("resume", "order-2")
     assert waiting.returncode == 1

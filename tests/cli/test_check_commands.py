@@ -106,13 +106,13 @@ def test_doctor_explains_a_signal_wait_and_how_to_send_the_signal(cli: Cli) -> N
 
 
 def test_doctor_explains_non_determinism_and_the_way_out(cli: Cli) -> None:
-    """A parked workflow: the divergence, the replay check and the fork command."""
+    """A parked workflow: the divergence, the replay check and the resume command."""
     park(cli.url, "order-1")
     text = cli("doctor", "order-1")
     assert text.returncode == 0
     assert "✗ it is parked on non-determinism" in text.stdout
     assert "`durably replay order-1 --app module:app`" in text.stdout
-    assert "`durably retry order-1 --from-step 2`" in text.stdout
+    assert "then `durably resume order-1`" in text.stdout
 
 
 def test_doctor_with_the_deployed_app_reports_a_version_change(cli: Cli) -> None:

@@ -20,7 +20,6 @@ from durably.admin.actions import (
     ForkResult,
     OperatorActionError,
     PurgePlan,
-    ResumableStore,
     cancel_workflow,
     fork_workflow,
     plan_purge,
@@ -69,7 +68,6 @@ __all__ = [
     "payload_value",
     # acting
     "OperatorActionError",
-    "ResumableStore",
     "RESUMABLE_STATUSES",
     "DEFAULT_PURGE_STATUSES",
     "ForkResult",

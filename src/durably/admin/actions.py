@@ -12,11 +12,11 @@ import os
 import socket
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from durably.admin.inspection import get_workflow
 from durably.codec import PayloadCodec
-from durably.errors import DurablyError, WorkflowConflictError
+from durably.errors import DurablyError, InvalidTransitionError, WorkflowConflictError
 from durably.identifiers import validate_identifier
 from durably.models import (
     TERMINAL_STATUSES,
@@ -48,17 +48,6 @@ FORK_OWNER_PREFIX = "durably-fork:"
 class OperatorActionError(DurablyError):
     """The operator action cannot be applied to this workflow now; the message says why
     and what to do instead."""
-
-
-@runtime_checkable
-class ResumableStore(Protocol):
-    """A store that can put a parked or failed workflow back to work (an operator
-    transition outside the engine's state machine). Not part of
-    :class:`~durably.store.Store` yet: stores that lack it cannot resume."""
-
-    async def resume_workflow(self, workflow_id: str, *, now: int) -> WorkflowRecord:
-        """Make a PARKED, FAILED or COMPENSATION_FAILED workflow claimable again."""
-        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,9 +142,8 @@ async def resume_workflow(store: Store, workflow_id: str, *, now: int) -> Workfl
 
     Raises:
         WorkflowNotFoundError: unknown id.
-        OperatorActionError: the workflow is in another status, or the store cannot
-            resume workflows (the engine's state machine lets no status leave PARKED
-            or a terminal status; only a store method made for operators may).
+        OperatorActionError: the workflow is in another status (see
+            :meth:`durably.store.Store.resume_workflow` for what a resume changes).
     """
     record = await get_workflow(store, validate_identifier(workflow_id, "workflow_id"))
     if record.status not in RESUMABLE_STATUSES:
@@ -170,15 +158,10 @@ async def resume_workflow(store: Store, workflow_id: str, *, now: int) -> Workfl
             ),
             workflow_id=workflow_id,
         )
-    if not isinstance(store, ResumableStore):
-        raise OperatorActionError(
-            f"this store ({type(store).__name__}) cannot resume workflows yet: leaving "
-            f"{record.status} is an operator transition that needs store support. Fork it "
-            f"instead: `durably retry {workflow_id} --from-step N` starts a new workflow "
-            f"that replays the recorded operations before N and runs the rest",
-            workflow_id=workflow_id,
-        )
-    return await store.resume_workflow(workflow_id, now=now)
+    try:
+        return await store.resume_workflow(workflow_id, now=now)
+    except InvalidTransitionError as error:  # it moved on since we looked
+        raise OperatorActionError(str(error), workflow_id=workflow_id) from error
 
 
 async def fork_workflow(

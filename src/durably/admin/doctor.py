@@ -12,7 +12,7 @@ import socket
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from durably.admin.actions import FORK_OWNER_PREFIX, ResumableStore
+from durably.admin.actions import FORK_OWNER_PREFIX
 from durably.admin.inspection import get_workflow
 from durably.engine import Durably
 from durably.models import (
@@ -136,7 +136,6 @@ async def diagnose_workflow(
         executors=executors,
         history=history,
         signals=signals,
-        can_resume=isinstance(store, ResumableStore),
     )
     if app is not None:
         findings = (*findings, *_code_findings(record, app))
@@ -153,12 +152,11 @@ async def check_store(store: Store, *, now: int, limit: int = 1000) -> HealthRep
         if status not in TERMINAL_STATUSES or status is WorkflowStatus.COMPENSATION_FAILED
     ]
     records = await store.list_workflows(statuses=watched, limit=limit + 1)
-    can_resume = isinstance(store, ResumableStore)
     problems = []
     for record in records[:limit]:
         diagnosis = Diagnosis(
             workflow=record,
-            findings=diagnose(record, now=now, executors=executors, can_resume=can_resume),
+            findings=diagnose(record, now=now, executors=executors),
         )
         if diagnosis.is_problem:
             problems.append(diagnosis)
@@ -178,16 +176,15 @@ def diagnose(
     executors: Sequence[ExecutorState],
     history: History | None = None,
     signals: Collection[SignalRecord] = (),
-    can_resume: bool = False,
 ) -> tuple[Finding, ...]:
     """The findings about one workflow (pure: everything is passed in)."""
     workflow_id = record.workflow_id
     status = record.status
     findings: list[Finding] = []
     if status is WorkflowStatus.PARKED:
-        findings.append(_parked(record, history, can_resume))
+        findings.append(_parked(record, history))
     elif status in TERMINAL_STATUSES:
-        findings.append(_finished(record, history, can_resume))
+        findings.append(_finished(record, history))
     elif status is WorkflowStatus.SUSPENDED:
         findings.extend(_suspended(record, now, executors, signals))
     else:
@@ -211,7 +208,7 @@ def diagnose(
     return tuple(findings)
 
 
-def _finished(record: WorkflowRecord, history: History | None, can_resume: bool) -> Finding:
+def _finished(record: WorkflowRecord, history: History | None) -> Finding:
     workflow_id = record.workflow_id
     status = record.status
     when = _moment(record.finished_at)
@@ -230,7 +227,10 @@ def _finished(record: WorkflowRecord, history: History | None, can_resume: bool)
     if status is WorkflowStatus.FAILED:
         return Finding(
             summary=f"it failed at {when}{cause}",
-            actions=(f"fix the cause, then run it again from the failed step: {retry}",),
+            actions=(
+                f"fix the cause, then run its failed step again: `durably resume {workflow_id}`",
+                f"or start a copy from an earlier step: {retry}",
+            ),
             is_problem=True,
         )
     failed = []
@@ -242,8 +242,7 @@ def _finished(record: WorkflowRecord, history: History | None, can_resume: bool)
         ]
     listed = f" (failed: {', '.join(failed)})" if failed else ""
     actions = [f"undo by hand what the failed compensation(s){listed} should have undone"]
-    if can_resume:
-        actions.append(f"or fix them and run them again: `durably resume {workflow_id}`")
+    actions.append(f"or fix them and run them again: `durably resume {workflow_id}`")
     return Finding(
         summary=f"its compensation failed at {when}: it is a dead letter{cause}",
         actions=tuple(actions),
@@ -251,18 +250,11 @@ def _finished(record: WorkflowRecord, history: History | None, can_resume: bool)
     )
 
 
-def _parked(record: WorkflowRecord, history: History | None, can_resume: bool) -> Finding:
+def _parked(record: WorkflowRecord, history: History | None) -> Finding:
     workflow_id = record.workflow_id
     error = record.error_info
     body = [] if history is None else [op for seq, op in history.operations.items() if seq >= 0]
-    # Fixed code replays the whole recorded history: a fork keeps all of it.
-    keep = str(max(op.seq for op in body) + 1) if body else "N"
-    resume = (
-        f"`durably resume {workflow_id}`"
-        if can_resume
-        else f"fork it with its whole history: `durably retry {workflow_id} --from-step "
-        f"{keep}` (this store cannot resume yet)"
-    )
+    resume = f"`durably resume {workflow_id}`"
     if error is not None and error.type == "NonDeterminismError":
         return Finding(
             summary=f"it is parked on non-determinism: {error.message}",

@@ -178,3 +178,16 @@ def _corrupt(what: str, row: Mapping[str, Any], error: Exception) -> CorruptReco
         f"for an operator (is the database shared with a newer durably?)",
         workflow_id=workflow_id,
     )
+
+
+def resume_params(record: WorkflowRecord, target: WorkflowStatus, now: int) -> Params:
+    """Parameters of the resume statements (see Store.resume_workflow)."""
+    compensating = target is WorkflowStatus.COMPENSATING
+    return {
+        "workflow_id": record.workflow_id,
+        "status": target.value,
+        "from_status": record.status.value,
+        "compensations": compensating,
+        "keeps_error": compensating,
+        "now": now,
+    }

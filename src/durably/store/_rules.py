@@ -8,8 +8,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from durably.errors import LeaseLostError, WorkflowFinishedError, WorkflowNotFoundError
-from durably.models import Fence, QueueLimits, WorkflowRecord, WorkflowStatus
+from durably.errors import (
+    InvalidTransitionError,
+    LeaseLostError,
+    WorkflowFinishedError,
+    WorkflowNotFoundError,
+)
+from durably.models import (
+    RESUME_TRANSITIONS,
+    Fence,
+    QueueLimits,
+    WorkflowRecord,
+    WorkflowStatus,
+)
 
 #: Statuses in which a cancellation request acts at once when no live lease is held:
 #: without compensation the workflow becomes CANCELLED, with it the workflow is made
@@ -109,3 +120,18 @@ def queue_allowance(
     if queue.rate_limit is not None:
         allowed = min(allowed, queue.rate_limit - started)
     return max(allowed, 0)
+
+
+def resume_target(record: WorkflowRecord) -> WorkflowStatus:
+    """The status an operator's resume gives ``record``.
+
+    Raises:
+        InvalidTransitionError: it is not stopped in a resumable status.
+    """
+    target = RESUME_TRANSITIONS.get(record.status)
+    if target is None:
+        raise InvalidTransitionError(
+            f"workflow {record.workflow_id!r} is {record.status}; only a "
+            f"{', '.join(sorted(RESUME_TRANSITIONS))} workflow can be resumed"
+        )
+    return target

@@ -298,6 +298,20 @@ class Store(Protocol):
 
     # -- signals -----------------------------------------------------------------
 
+    async def resume_workflow(self, workflow_id: str, *, now: int) -> WorkflowRecord:
+        """The operator's resume (see :data:`~durably.models.RESUME_TRANSITIONS`), in
+        one transaction: PARKED becomes PENDING as it is; FAILED becomes PENDING
+        without its failed body operations and their attempts (those steps run again);
+        COMPENSATION_FAILED becomes COMPENSATING without its failed compensations.
+        The workflow is left unowned, not due before ``now``, with no recovery
+        attempt, no finish time and (unless compensating) no error.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+            InvalidTransitionError: it is in another status (nothing changes).
+        """
+        ...
+
     async def append_signal(
         self,
         workflow_id: str,

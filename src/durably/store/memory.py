@@ -33,6 +33,7 @@ from durably.store._rules import (
     lease_lost,
     queue_allowance,
     require_same_workflow,
+    resume_target,
     transition_refused,
     workflow_finished,
     workflow_not_found,
@@ -470,6 +471,40 @@ class MemoryStore:
                 )
         self._workflows[workflow_id] = updated
         return updated
+
+    async def resume_workflow(self, workflow_id: str, *, now: int) -> WorkflowRecord:
+        """The operator's resume (see :class:`~durably.store.Store`)."""
+        record = self._workflows.get(workflow_id)
+        if record is None:
+            raise workflow_not_found(workflow_id)
+        target = resume_target(record)
+        compensating = target is WorkflowStatus.COMPENSATING
+        if record.status is not WorkflowStatus.PARKED:
+            operations = self._operations.get(workflow_id, {})
+            rerun = {
+                seq
+                for seq, operation in operations.items()
+                if operation.status is OperationStatus.FAILED and (seq < 0) == compensating
+            }
+            for seq in rerun:
+                del operations[seq]
+            attempts = self._attempts.get(workflow_id, {})
+            for key in [key for key in attempts if key[0] in rerun]:
+                del attempts[key]
+        resumed = dataclasses.replace(
+            record,
+            status=target,
+            owner=None,
+            lease_until=None,
+            wake_at=None,
+            wait_reason=None,
+            error=record.error if compensating else None,
+            recovery_attempts=0,
+            finished_at=None,
+            updated_at=max(record.updated_at, now),
+        )
+        self._workflows[workflow_id] = resumed
+        return resumed
 
     # -- signals ---------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from durably.testing._contract.records import (
     stored,
     workflow,
 )
+from durably.testing._contract.resume import ResumeContract
 from durably.testing._contract.signals import SignalsContract
 from durably.testing._contract.status import StatusContract
 from durably.testing._contract.workflows import WorkflowsContract
@@ -73,5 +74,6 @@ class StoreContract(
     StatusContract,
     SignalsContract,
     QueuesContract,
+    ResumeContract,
 ):
     """Every behaviour a store must have. Subclass it and provide a ``store`` fixture."""

@@ -370,3 +370,35 @@ RETURNING *;
 -- name: list_signals
 -- A workflow's inbox, consumed or not, oldest first.
 SELECT * FROM signals WHERE workflow_id = %(workflow_id)s ORDER BY signal_id;
+
+-- name: delete_failed_attempts
+-- Forget the attempts of the failed operations a resume runs again: body operations
+-- (seq >= 0) or compensations (seq < 0), as %(compensations)s says.
+DELETE FROM attempts
+WHERE workflow_id = %(workflow_id)s
+  AND seq IN (SELECT seq FROM operations
+              WHERE workflow_id = %(workflow_id)s AND status = 'FAILED'
+                AND (seq < 0) = %(compensations)s);
+
+-- name: delete_failed_operations
+-- Forget the failed operations a resume runs again (as in delete_failed_attempts).
+DELETE FROM operations
+WHERE workflow_id = %(workflow_id)s AND status = 'FAILED' AND (seq < 0) = %(compensations)s;
+
+-- name: resume_workflow
+-- The operator's resume: the new status, unowned, not due before now, no recovery
+-- attempt, not finished; the error kept only while compensating. Workers are told.
+WITH resumed AS (
+    UPDATE workflows SET
+        status = %(status)s,
+        owner = NULL,
+        lease_until = NULL,
+        wake_at = NULL,
+        wait_reason = NULL,
+        error = CASE WHEN %(keeps_error)s THEN error ELSE NULL END,
+        recovery_attempts = 0,
+        finished_at = NULL,
+        updated_at = GREATEST(updated_at, %(now)s)
+    WHERE workflow_id = %(workflow_id)s AND status = %(from_status)s
+    RETURNING *)
+SELECT resumed.*, pg_notify(%(channel)s, 'work') AS notified FROM resumed;

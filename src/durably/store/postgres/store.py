@@ -41,6 +41,7 @@ from durably.store._rules import (
     lease_lost,
     queue_allowance,
     require_same_workflow,
+    resume_target,
     transition_refused,
     workflow_finished,
     workflow_not_found,
@@ -483,6 +484,29 @@ class PostgresStore:
                 changed = await (await connection.execute(Q[query], params)).fetchone()
                 assert changed is not None  # the row is locked
                 return _rows.workflow_from_row(changed)
+
+        return await self._run(work)
+
+    async def resume_workflow(self, workflow_id: str, *, now: int) -> WorkflowRecord:
+        """The operator's resume (see :class:`~durably.store.Store`)."""
+
+        async def work(connection: Connection) -> WorkflowRecord:
+            async with connection.transaction():
+                locked = {"workflow_id": workflow_id}
+                row = await (await connection.execute(Q["lock_workflow"], locked)).fetchone()
+                if row is None:
+                    raise workflow_not_found(workflow_id)
+                record = _rows.workflow_from_row(row)
+                params = {
+                    **_rows.resume_params(record, resume_target(record), now),
+                    "channel": self._channel,
+                }
+                if record.status is not WorkflowStatus.PARKED:
+                    await connection.execute(Q["delete_failed_attempts"], params)
+                    await connection.execute(Q["delete_failed_operations"], params)
+                resumed = await (await connection.execute(Q["resume_workflow"], params)).fetchone()
+                assert resumed is not None  # the row is locked
+                return _rows.workflow_from_row(resumed)
 
         return await self._run(work)
 

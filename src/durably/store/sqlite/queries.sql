@@ -330,3 +330,33 @@ RETURNING *;
 -- name: list_signals
 -- A workflow's inbox, consumed or not, oldest first.
 SELECT * FROM signals WHERE workflow_id = :workflow_id ORDER BY signal_id;
+
+-- name: delete_failed_attempts
+-- Forget the attempts of the failed operations a resume runs again: body operations
+-- (seq >= 0) or compensations (seq < 0), as :compensations says.
+DELETE FROM attempts
+WHERE workflow_id = :workflow_id
+  AND seq IN (SELECT seq FROM operations
+              WHERE workflow_id = :workflow_id AND status = 'FAILED'
+                AND (seq < 0) = :compensations);
+
+-- name: delete_failed_operations
+-- Forget the failed operations a resume runs again (as in delete_failed_attempts).
+DELETE FROM operations
+WHERE workflow_id = :workflow_id AND status = 'FAILED' AND (seq < 0) = :compensations;
+
+-- name: resume_workflow
+-- The operator's resume: the new status, unowned, not due before :now, no recovery
+-- attempt, not finished; the error kept only while compensating.
+UPDATE workflows SET
+    status = :status,
+    owner = NULL,
+    lease_until = NULL,
+    wake_at = NULL,
+    wait_reason = NULL,
+    error = CASE WHEN :keeps_error THEN error ELSE NULL END,
+    recovery_attempts = 0,
+    finished_at = NULL,
+    updated_at = max(updated_at, :now)
+WHERE workflow_id = :workflow_id AND status = :from_status
+RETURNING *;

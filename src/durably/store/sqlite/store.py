@@ -39,6 +39,7 @@ from durably.store._rules import (
     lease_lost,
     queue_allowance,
     require_same_workflow,
+    resume_target,
     transition_refused,
     workflow_finished,
     workflow_not_found,
@@ -470,6 +471,23 @@ class SqliteStore:
             if query is None:
                 return record
             return _rows.workflow_from_row(connection.execute(Q[query], params).fetchone())
+
+        return await self._write(work)
+
+    async def resume_workflow(self, workflow_id: str, *, now: int) -> WorkflowRecord:
+        """The operator's resume (see :class:`~durably.store.Store`)."""
+
+        def work(connection: sqlite3.Connection) -> WorkflowRecord:
+            row = connection.execute(Q["get_workflow"], {"workflow_id": workflow_id}).fetchone()
+            if row is None:
+                raise workflow_not_found(workflow_id)
+            record = _rows.workflow_from_row(row)
+            params = _rows.resume_params(record, resume_target(record), now)
+            if record.status is not WorkflowStatus.PARKED:
+                connection.execute(Q["delete_failed_attempts"], params)
+                connection.execute(Q["delete_failed_operations"], params)
+            resumed = connection.execute(Q["resume_workflow"], params).fetchone()
+            return _rows.workflow_from_row(resumed)
 
         return await self._write(work)
 
