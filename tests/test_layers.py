@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import ast
-from concurrent.futures import ThreadPoolExecutor
+import functools
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,20 +32,40 @@ FORBIDDEN = {
 }
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Top-level imports of a module (imports inside functions included)."""
-    # Parsed on a fresh thread: CPython 3.11 before 3.11.8 (gh-106905) can raise
-    # "AST constructor recursion depth mismatch" on a thread that earlier hit a
-    # RecursionError, which the codec's deep-nesting tests do on purpose.
-    with ThreadPoolExecutor(max_workers=1) as executor:
-        tree = executor.submit(ast.parse, path.read_text(encoding="utf-8")).result()
-    names: set[str] = set()
+_SCAN = """
+import ast, json, sys
+found = {}
+for name in sys.argv[1:]:
+    with open(name, encoding="utf-8") as source:
+        tree = ast.parse(source.read())
+    modules = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
+            modules.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return names
+            modules.add(node.module)
+    found[name] = sorted(modules)
+print(json.dumps(found))
+"""
+
+
+@functools.cache
+def all_imports() -> dict[str, set[str]]:
+    """The imports of every module of the package (imports inside functions included).
+
+    Parsed in a fresh interpreter: CPython 3.11 before 3.11.8 (gh-106905) can raise
+    "AST constructor recursion depth mismatch" in a process whose threads compile.
+    """
+    paths = [str(path) for path in sorted(PACKAGE.rglob("*.py"))]
+    scanned = subprocess.run(
+        [sys.executable, "-c", _SCAN, *paths], capture_output=True, text=True, check=True
+    )
+    return {name: set(modules) for name, modules in json.loads(scanned.stdout).items()}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Top-level imports of a module (imports inside functions included)."""
+    return all_imports()[str(path)]
 
 
 @pytest.mark.parametrize("target", sorted(FORBIDDEN))
