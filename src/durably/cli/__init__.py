@@ -15,7 +15,19 @@ from pathlib import Path
 
 #: Commands that need the ``cli`` extra.
 OPERATOR_COMMANDS = frozenset(
-    {"list", "show", "signal", "cancel", "resume", "retry", "purge", "replay", "doctor", "worker"}
+    {
+        "list",
+        "show",
+        "signal",
+        "cancel",
+        "resume",
+        "retry",
+        "purge",
+        "replay",
+        "doctor",
+        "worker",
+        "dashboard",
+    }
 )
 _EXTRA_MODULES = frozenset({"click", "rich"})
 

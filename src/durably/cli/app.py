@@ -16,6 +16,7 @@ import click
 from durably import __version__
 from durably.cli.check_commands import doctor_command, replay_command
 from durably.cli.common import Group
+from durably.cli.dashboard_command import dashboard_command
 from durably.cli.inspect_commands import list_command, show_command
 from durably.cli.purge_command import purge_command
 from durably.cli.worker_command import worker_command
@@ -66,6 +67,7 @@ for _command in (
     replay_command,
     doctor_command,
     worker_command,
+    dashboard_command,
 ):
     cli.add_command(_command)
 
