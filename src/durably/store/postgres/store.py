@@ -93,9 +93,11 @@ class PostgresStore:
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._channel = channel_name(schema)
         self._opening = asyncio.Lock()
+        # Computed once: every statement's error message names the store.
+        self._name = f"PostgresStore({describe(url)}, schema={schema!r})"
 
     def __repr__(self) -> str:
-        return f"PostgresStore({describe(self.url)}, schema={self.schema!r})"
+        return self._name
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -137,7 +139,7 @@ class PostgresStore:
         pool = self._pool
         if pool is None:
             raise StoreError(f"the PostgreSQL store {self!r} is not open; await store.open() first")
-        return await with_retries(pool, work, retry=retry, name=repr(self))
+        return await with_retries(pool, work, retry=retry, name=self._name)
 
     async def _one(self, query: str, params: dict[str, Any]) -> dict[str, Any] | None:
         async def work(connection: Connection) -> dict[str, Any] | None:

@@ -1,0 +1,167 @@
+"""The physical limits: raw committed INSERTs and history reads, with no framework.
+
+A step's checkpoint is one row keyed by (workflow id, sequence number); these
+functions write and read rows of that shape with the bare driver (``sqlite3`` with
+the same WAL and ``synchronous`` settings as durably's store, in the same directory;
+``psycopg`` over loopback), so durably's figures can be read as a share of what the
+database itself allows from Python. They run in a child process like every sample.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+TABLE = (
+    "CREATE TABLE operations_raw (workflow_id TEXT NOT NULL, seq INTEGER NOT NULL, "
+    "result TEXT NOT NULL, PRIMARY KEY (workflow_id, seq))"
+)
+WARM_UP_COMMITS = 20
+
+
+def sqlite_commit_rate(
+    path: str,
+    synchronous: str,
+    rows_per_commit: int,
+    payload_bytes: int,
+    seconds: float,
+    max_rows: int,
+    journal_mode: str = "WAL",
+) -> dict[str, Any]:
+    """Rows per second committed in transactions of ``rows_per_commit`` INSERTs.
+
+    Stops after ``max_rows`` rows or ``seconds`` seconds, whichever comes first
+    (after a few warm-up commits that are not counted).
+    """
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute(f"PRAGMA journal_mode = {journal_mode}")
+        connection.execute(f"PRAGMA synchronous = {synchronous}")
+        connection.execute(TABLE)
+        payload = "x" * payload_bytes
+        insert = "INSERT INTO operations_raw (workflow_id, seq, result) VALUES (?, ?, ?)"
+        seq = 0
+
+        def commit_one() -> None:
+            nonlocal seq
+            connection.execute("BEGIN IMMEDIATE")
+            if rows_per_commit == 1:
+                connection.execute(insert, ("workflow-1", seq, payload))
+            else:
+                connection.executemany(
+                    insert, [("workflow-1", seq + n, payload) for n in range(rows_per_commit)]
+                )
+            connection.execute("COMMIT")
+            seq += rows_per_commit
+
+        for _ in range(WARM_UP_COMMITS):
+            commit_one()
+        rows = 0
+        started = time.perf_counter()
+        deadline = started + seconds
+        while rows < max_rows and time.perf_counter() < deadline:
+            commit_one()
+            rows += rows_per_commit
+        elapsed = time.perf_counter() - started
+    finally:
+        connection.close()
+    return {"rows_per_second": rows / elapsed, "rows": rows, "seconds": elapsed}
+
+
+def postgres_commit_rate(
+    url: str,
+    schema: str,
+    rows_per_commit: int,
+    payload_bytes: int,
+    seconds: float,
+    max_rows: int,
+) -> dict[str, Any]:
+    """Rows per second committed over loopback, ``rows_per_commit`` INSERTs a transaction."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        connection.execute(TABLE)
+        connection.commit()
+        payload = "x" * payload_bytes
+        insert = "INSERT INTO operations_raw (workflow_id, seq, result) VALUES (%s, %s, %s)"
+        seq = 0
+
+        def commit_one() -> None:
+            nonlocal seq
+            if rows_per_commit == 1:
+                connection.execute(insert, ("workflow-1", seq, payload))
+            else:
+                with connection.cursor() as cursor:
+                    cursor.executemany(
+                        insert, [("workflow-1", seq + n, payload) for n in range(rows_per_commit)]
+                    )
+            connection.commit()
+            seq += rows_per_commit
+
+        for _ in range(WARM_UP_COMMITS):
+            commit_one()
+        rows = 0
+        started = time.perf_counter()
+        deadline = started + seconds
+        while rows < max_rows and time.perf_counter() < deadline:
+            commit_one()
+            rows += rows_per_commit
+        elapsed = time.perf_counter() - started
+    return {"rows_per_second": rows / elapsed, "rows": rows, "seconds": elapsed}
+
+
+def sqlite_read_history(path: str, rows: int, payload_bytes: int) -> dict[str, Any]:
+    """Seconds to read one workflow's ``rows`` checkpoint rows on a new connection."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute(TABLE)
+        payload = "x" * payload_bytes
+        connection.execute("BEGIN")
+        connection.executemany(
+            "INSERT INTO operations_raw VALUES (?, ?, ?)",
+            [("workflow-1", seq, payload) for seq in range(rows)],
+        )
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
+    started = time.perf_counter()
+    reader = sqlite3.connect(path, isolation_level=None)
+    fetched = reader.execute(
+        "SELECT seq, result FROM operations_raw WHERE workflow_id = ? ORDER BY seq",
+        ("workflow-1",),
+    ).fetchall()
+    elapsed = time.perf_counter() - started
+    reader.close()
+    assert len(fetched) == rows
+    return {"seconds": elapsed}
+
+
+def postgres_read_history(url: str, schema: str, rows: int, payload_bytes: int) -> dict[str, Any]:
+    """Seconds to read one workflow's ``rows`` checkpoint rows (connection already open,
+    as a pool's would be)."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        connection.execute(TABLE)
+        payload = "x" * payload_bytes
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO operations_raw VALUES (%s, %s, %s)",
+                [("workflow-1", seq, payload) for seq in range(rows)],
+            )
+        started = time.perf_counter()
+        fetched = connection.execute(
+            "SELECT seq, result FROM operations_raw WHERE workflow_id = %s ORDER BY seq",
+            ("workflow-1",),
+        ).fetchall()
+        elapsed = time.perf_counter() - started
+    assert len(fetched) == rows
+    return {"seconds": elapsed}
