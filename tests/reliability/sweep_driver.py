@@ -1,0 +1,574 @@
+"""The SIGKILL sweep: every write boundary and every step body of
+``all_features_program.py``, on SQLite or PostgreSQL, each crash followed by recovery
+in a new process, and every recovery checked.
+
+Each crash point runs in real processes: the driver (a fresh interpreter that has
+imported durably but never opened a store or an event loop) forks a child that runs
+the workflows until it kills itself with SIGKILL; then a client child sends the
+approval signal while no worker runs; then a worker child recovers everything. Forking
+saves the interpreter start-up (about a second on a loaded 2-core machine) at each of
+the hundreds of processes.
+
+Modes: ``before`` / ``after`` (SIGKILL before or after the N-th progress write commits,
+for every N), ``inside`` (SIGKILL inside every step and compensation body, and inside
+chosen retry attempts), ``repeat`` (one workflow run spread over many processes: each
+is killed right after its first write that changed the database, the next one
+recovers, until the workflows finish).
+
+Usage::
+
+    python sweep_driver.py --store sqlite --mode before --work DIR
+    python sweep_driver.py --store postgres --mode after --work DIR --url URL --schema P
+
+Prints one JSON line: the crash points tried, the recoveries, the checks made and the
+violations found (an empty list when every check held).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import all_features_program as program
+
+#: A child that runs longer than this is hung: SIGALRM kills it and the driver says so.
+CHILD_TIMEOUT_SECONDS = 60
+FINISHED = ("COMPLETED", "FAILED")
+#: Tries of a run stopped by the orphaned-run defect before giving up on a point.
+ATTEMPTS = 3
+
+
+# -- processes --------------------------------------------------------------------------
+
+
+@dataclass
+class ChildResult:
+    """How a forked child ended and what it returned."""
+
+    pid: int
+    killed_by: int | None
+    exit_code: int | None
+    value: Any = None
+
+
+#: The exit code of a child that hung (after printing where it was stuck).
+HUNG = 99
+
+
+def report_hang(signum: int, frame: object) -> None:
+    """SIGALRM in a child: print every asyncio task's stack, then exit with HUNG."""
+    print(f"process {os.getpid()} hung; its tasks:", file=sys.stderr)
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        for task in asyncio.all_tasks(loop):
+            task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(HUNG)
+
+
+def fork_run(work: Callable[[], Coroutine[Any, Any, Any]]) -> ChildResult:
+    """Run ``work()`` in a forked child process and wait for it to end."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(read_end)
+        signal.signal(signal.SIGALRM, report_hang)
+        signal.alarm(CHILD_TIMEOUT_SECONDS)
+        code = 0
+        try:
+            value = asyncio.run(work())
+            with os.fdopen(write_end, "w") as pipe:
+                json.dump(value, pipe)
+        except BaseException:
+            traceback.print_exc()
+            sys.stderr.flush()
+            code = 1
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    return ChildResult(
+        pid=pid,
+        killed_by=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+        value=json.loads(data) if data else None,
+    )
+
+
+# -- stores -----------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """Where one crash point's workflows are stored."""
+
+    spec: dict[str, str]
+    directory: Path
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "side-effects.jsonl"
+
+
+class Stores:
+    """Makes a fresh, empty store per crash point, reads it, and drops it."""
+
+    def __init__(self, kind: str, work: Path, url: str | None, schema_prefix: str | None) -> None:
+        self.kind = kind
+        self.work = work
+        self.url = url
+        self.schema_prefix = schema_prefix
+
+    def fresh(self, index: int, label: str) -> Target:
+        directory = self.work / f"{index:04d}-{label.replace(':', '-').replace('@', '-')}"
+        directory.mkdir(parents=True)
+        if self.kind == "sqlite":
+            spec = {"kind": "sqlite", "path": str(directory / "durably.db")}
+        else:
+            assert self.url is not None and self.schema_prefix is not None
+            spec = {"kind": "postgres", "url": self.url, "schema": f"{self.schema_prefix}_{index}"}
+        return Target(spec, directory)
+
+    def drop(self, target: Target) -> None:
+        if target.spec["kind"] == "postgres":
+            import psycopg
+            from psycopg import sql
+
+            with psycopg.connect(target.spec["url"], autocommit=True) as connection:
+                connection.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                        sql.Identifier(target.spec["schema"])
+                    )
+                )
+        shutil.rmtree(target.directory, ignore_errors=True)
+
+
+TABLES = {
+    "workflows": ("workflow_id",),
+    "operations": ("workflow_id", "seq"),
+    "attempts": ("workflow_id", "seq", "attempt"),
+    "signals": ("signal_id",),
+}
+
+
+def snapshot(target: Target) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
+    """Every row of the tables that hold recorded work, keyed by primary key."""
+    rows: dict[str, list[dict[str, Any]]] = {table: [] for table in TABLES}
+    if target.spec["kind"] == "sqlite":
+        import sqlite3
+
+        path = Path(target.spec["path"])
+        if path.exists():
+            connection = sqlite3.connect(path)
+            connection.row_factory = sqlite3.Row
+            try:
+                for table in TABLES:
+                    query = f"SELECT * FROM {table}"  # noqa: S608 - fixed table names
+                    rows[table] = [dict(row) for row in connection.execute(query)]
+            except sqlite3.OperationalError:  # killed before the schema was created
+                pass
+            finally:
+                connection.close()
+    else:
+        import psycopg
+        from psycopg import sql
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(target.spec["url"], autocommit=True, row_factory=dict_row) as db:
+            exists = db.execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = %s"
+                " AND table_name = 'signals'",
+                (target.spec["schema"],),
+            ).fetchone()
+            if exists:
+                for table in TABLES:
+                    query = sql.SQL("SELECT * FROM {}.{}").format(
+                        sql.Identifier(target.spec["schema"]), sql.Identifier(table)
+                    )
+                    rows[table] = list(db.execute(query))
+    return {
+        table: {tuple(row[column] for column in TABLES[table]): row for row in rows[table]}
+        for table in TABLES
+    }
+
+
+def progress(state: dict[str, dict[tuple[Any, ...], dict[str, Any]]]) -> object:
+    """The recorded work in a snapshot, without ownership (claims change that)."""
+    statuses = {
+        key: (row["status"], row["result"], row["cancel_requested"])
+        for key, row in state["workflows"].items()
+    }
+    return (statuses, state["operations"], state["attempts"], state["signals"])
+
+
+def side_effects(target: Target) -> list[dict[str, Any]]:
+    """Every body execution logged so far, in order."""
+    if not target.log.exists():
+        return []
+    return [json.loads(line) for line in target.log.read_text().splitlines() if line]
+
+
+# -- checks -----------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What the sweep tried and found."""
+
+    crash_points: int = 0
+    recoveries: int = 0
+    orphaned_runs: int = 0
+    processes: int = 0
+    checks: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    def check(self, holds: bool, problem: str) -> None:
+        self.checks += 1
+        if not holds:
+            self.violations.append(problem)
+
+
+def check_nothing_lost(
+    tally: Tally,
+    point: str,
+    before: dict[str, dict[tuple[Any, ...], dict[str, Any]]],
+    after: dict[str, dict[tuple[Any, ...], dict[str, Any]]],
+) -> None:
+    """Whatever was recorded before a crash is still recorded, unchanged, after it."""
+    for key, row in before["operations"].items():
+        later = after["operations"].get(key)
+        tally.check(later is not None, f"{point}: operation {key} was lost")
+        if later is None:
+            continue
+        if row["status"] in FINISHED:
+            tally.check(
+                later == row, f"{point}: finished operation {key} changed: {row} -> {later}"
+            )
+        else:  # a waiting sleep or signal: it may finish, its timer never moves
+            same = ("kind", "name", "started_at", "wake_at")
+            tally.check(
+                all(later[column] == row[column] for column in same),
+                f"{point}: waiting operation {key} changed its timer: {row} -> {later}",
+            )
+    for key, row in before["attempts"].items():
+        tally.check(after["attempts"].get(key) == row, f"{point}: failed attempt {key} lost")
+    for key, row in before["signals"].items():
+        later = after["signals"].get(key)
+        tally.check(later is not None, f"{point}: signal {key} was lost")
+        if later is None:
+            continue
+        same = ("workflow_id", "name", "payload", "dedup_key", "created_at")
+        tally.check(
+            all(later[column] == row[column] for column in same),
+            f"{point}: signal {key} changed: {row} -> {later}",
+        )
+        if row["consumed_seq"] is not None:
+            tally.check(
+                later["consumed_seq"] == row["consumed_seq"],
+                f"{point}: signal {key} consumed twice: {row} -> {later}",
+            )
+    for key, row in before["workflows"].items():
+        if row["status"] in ("COMPLETED", "FAILED", "COMPENSATED", "CANCELLED"):
+            later = after["workflows"].get(key, {})
+            tally.check(
+                (later.get("status"), later.get("result")) == (row["status"], row["result"]),
+                f"{point}: finished workflow {key} changed: {row} -> {later}",
+            )
+
+
+def check_nothing_repeated(
+    tally: Tally,
+    point: str,
+    before: dict[str, dict[tuple[Any, ...], dict[str, Any]]],
+    effects: list[dict[str, Any]],
+    crashed_pids: set[int],
+) -> None:
+    """No body whose result (or failed attempt) was recorded before the crash ran again
+    after it, and no process ran one body attempt twice."""
+    recorded_bodies = {
+        (row["workflow_id"], row["seq"])
+        for row in before["operations"].values()
+        if row["status"] in FINISHED and row["kind"] in ("STEP", "COMPENSATION")
+    }
+    recorded_attempts = {
+        (row["workflow_id"], row["seq"], row["attempt"]) for row in before["attempts"].values()
+    }
+    seen: set[tuple[int, str, int, int]] = set()
+    for line in effects:
+        body = (line["workflow"], line["seq"])
+        attempt = (*body, line["attempt"])
+        once = (line["pid"], *attempt)
+        tally.check(once not in seen, f"{point}: process {line['pid']} ran {attempt} twice")
+        seen.add(once)
+        if line["pid"] in crashed_pids:
+            continue
+        tally.check(
+            body not in recorded_bodies,
+            f"{point}: {line['name']} of {line['workflow']} was recorded, yet ran again",
+        )
+        tally.check(
+            attempt not in recorded_attempts,
+            f"{point}: attempt {line['attempt']} of {line['name']} of {line['workflow']} "
+            f"was recorded as failed, yet ran again",
+        )
+
+
+def check_final_state(
+    tally: Tally, point: str, final: dict[str, dict[tuple[Any, ...], dict[str, Any]]]
+) -> None:
+    """Exactly one approval signal, consumed exactly once; every body recorded."""
+    approvals = [
+        row for row in final["signals"].values() if row["dedup_key"] == program.APPROVAL_DEDUP_KEY
+    ]
+    tally.check(len(approvals) == 1, f"{point}: {len(approvals)} approval signals stored")
+    tally.check(
+        all(row["consumed_seq"] is not None for row in approvals),
+        f"{point}: the approval was never consumed",
+    )
+    recorded = {
+        (row["workflow_id"], row["name"])
+        for row in final["operations"].values()
+        if row["status"] in FINISHED
+    }
+    for body in program.BODIES:
+        tally.check(body in recorded, f"{point}: {body} has no recorded outcome")
+
+
+# -- the sweep --------------------------------------------------------------------------
+
+
+class Sweep:
+    """Runs crash points against fresh stores and checks every recovery."""
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+        self.tally = Tally()
+        self.baseline: dict[str, Any] | None = None
+        self.boundaries = 0
+
+    def worker(self, target: Target, crash: str | None, **options: Any) -> ChildResult:
+        self.tally.processes += 1
+        return fork_run(lambda: program.run_worker(target.spec, target.log, crash, **options))
+
+    def client(self, target: Target) -> ChildResult:
+        self.tally.processes += 1
+        return fork_run(lambda: program.run_client(target.spec, target.log))
+
+    def is_orphaned(self, result: ChildResult) -> bool:
+        """Whether the run stopped on the known engine defect (see
+        ``all_features_program.find_orphan``); counted, never hidden."""
+        orphaned = result.exit_code == 0 and bool(result.value) and "orphaned" in result.value
+        self.tally.orphaned_runs += orphaned
+        return orphaned
+
+    def run_baseline(self) -> None:
+        for attempt in range(ATTEMPTS):
+            target = self.stores.fresh(0, f"baseline-{attempt}")
+            try:
+                result = self.worker(target, None)
+            finally:
+                self.stores.drop(target)
+            if self.is_orphaned(result):
+                continue
+            if result.exit_code != 0 or result.value is None:
+                raise SystemExit(f"the crash-free run failed: {result}")
+            self.baseline = result.value["outcome"]
+            self.boundaries = int(result.value["boundaries"])
+            return
+        raise SystemExit("every crash-free run was stopped by the orphaned-run defect")
+
+    def recover(self, target: Target) -> ChildResult:
+        """A worker that runs everything to the end (again, if the orphaned-run defect
+        stops one before the end)."""
+        for _ in range(ATTEMPTS):
+            recovered = self.worker(target, None)
+            if not self.is_orphaned(recovered):
+                break
+        return recovered
+
+    def crash_and_recover(self, index: int, crash: str) -> bool:
+        """One crash point; False when the run ended before reaching it."""
+        for attempt in range(ATTEMPTS):
+            target = self.stores.fresh(index, f"{crash}-{attempt}")
+            try:
+                crashed = self.worker(target, crash)
+                if self.is_orphaned(crashed):
+                    continue  # stopped before the crash point: try the point again
+                if crashed.exit_code == 0:
+                    return False
+                self.tally.crash_points += 1
+                self.tally.check(
+                    crashed.killed_by == signal.SIGKILL,
+                    f"{crash}: the crash run ended with {crashed} instead of SIGKILL",
+                )
+                before = snapshot(target)
+                self.client(target)  # a signal sent while no worker runs
+                recovered = self.recover(target)
+                self.tally.recoveries += 1
+                self.check_recovered(crash, target, before, recovered, {crashed.pid})
+                return True
+            finally:
+                self.stores.drop(target)
+        self.tally.check(False, f"{crash}: every attempt was stopped by the orphaned-run defect")
+        return True
+
+    def check_recovered(
+        self,
+        point: str,
+        target: Target,
+        before: dict[str, dict[tuple[Any, ...], dict[str, Any]]],
+        recovered: ChildResult,
+        crashed_pids: set[int],
+    ) -> None:
+        self.tally.check(recovered.exit_code == 0, f"{point}: the recovery run failed: {recovered}")
+        outcome = None if recovered.value is None else recovered.value["outcome"]
+        self.tally.check(
+            outcome == self.baseline,
+            f"{point}: outcome {outcome} differs from the crash-free {self.baseline}",
+        )
+        after = snapshot(target)
+        check_nothing_lost(self.tally, point, before, after)
+        check_nothing_repeated(self.tally, point, before, side_effects(target), crashed_pids)
+        check_final_state(self.tally, point, after)
+
+    def sweep(self, crashes: list[str], concurrency: int) -> int:
+        """Try every crash point, ``concurrency`` at a time (each in its own process
+        tree); return how many points were never reached (the run ended first)."""
+        results = self.stores.work / "results"
+        results.mkdir(parents=True, exist_ok=True)
+        running: dict[int, Path] = {}
+        unreached = 0
+
+        def reap() -> None:
+            nonlocal unreached
+            pid, status = os.wait()
+            result = running.pop(pid)
+            if not result.exists():
+                self.tally.violations.append(f"a point runner died: status {status}")
+                return
+            data = json.loads(result.read_text())
+            unreached += 0 if data["reached"] else 1
+            for name in ("crash_points", "recoveries", "orphaned_runs", "processes", "checks"):
+                setattr(self.tally, name, getattr(self.tally, name) + data[name])
+            self.tally.violations.extend(data["violations"])
+
+        for index, crash in enumerate(crashes, start=1):
+            while len(running) >= concurrency:
+                reap()
+            result = results / f"{index}.json"
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:  # a point runner: one crash, one recovery, the checks
+                signal.alarm(CHILD_TIMEOUT_SECONDS * 4)
+                code = 0
+                try:
+                    self.tally = Tally()
+                    reached = self.crash_and_recover(index, crash)
+                    result.write_text(json.dumps({"reached": reached, **asdict(self.tally)}))
+                except BaseException:
+                    traceback.print_exc()
+                    sys.stderr.flush()
+                    code = 1
+                os._exit(code)
+            running[pid] = result
+        while running:
+            reap()
+        return unreached
+
+    def repeat(self) -> None:
+        """Kill every process right after its first write that changed the database."""
+        target = self.stores.fresh(1, "repeat")
+        try:
+            crashed_pids: set[int] = set()
+            previous = snapshot(target)
+            count = 1
+            for _ in range(500):
+                run = self.worker(
+                    target,
+                    f"after:{count}",
+                    max_recovery_attempts=1000,
+                    crash_methods=program.RUN_WRITES,
+                )
+                if self.is_orphaned(run):
+                    continue
+                if run.exit_code == 0:
+                    break
+                self.tally.check(run.killed_by == signal.SIGKILL, f"repeat: a run ended with {run}")
+                crashed_pids.add(run.pid)
+                self.tally.crash_points += 1
+                current = snapshot(target)
+                point = f"repeat run {len(crashed_pids)} (after:{count})"
+                check_nothing_lost(self.tally, point, previous, current)
+                check_nothing_repeated(
+                    self.tally, point, previous, side_effects(target), crashed_pids - {run.pid}
+                )
+                count = 1 if progress(current) != progress(previous) else count + 1
+                previous = current
+                self.client(target)
+            else:
+                self.tally.check(False, "repeat: the workflows never finished")
+            self.tally.recoveries += 1
+            self.check_recovered("repeat", target, previous, run, crashed_pids)
+        finally:
+            self.stores.drop(target)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--store", choices=["sqlite", "postgres"], required=True)
+    parser.add_argument("--mode", choices=["before", "after", "inside", "repeat"], required=True)
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--url")
+    parser.add_argument("--schema")
+    parser.add_argument("--concurrency", type=int, default=6)
+    arguments = parser.parse_args()
+    sweep = Sweep(Stores(arguments.store, arguments.work, arguments.url, arguments.schema))
+    sweep.run_baseline()
+    unreached = 0
+    if arguments.mode in ("before", "after"):
+        crashes = [f"{arguments.mode}:{n}" for n in range(1, sweep.boundaries + 2)]
+        unreached = sweep.sweep(crashes, arguments.concurrency)
+    elif arguments.mode == "inside":
+        crashes = [f"inside:{name}" for _, name in program.BODIES]
+        crashes += [f"inside:{name}@{attempt}" for name, attempt in program.ATTEMPT_BODIES]
+        unreached = sweep.sweep(crashes, arguments.concurrency)
+    else:
+        sweep.repeat()
+    tally = sweep.tally
+    print(
+        json.dumps(
+            {
+                "store": arguments.store,
+                "mode": arguments.mode,
+                "boundaries": sweep.boundaries,
+                "crash_points": tally.crash_points,
+                "unreached_points": unreached,
+                "recoveries": tally.recoveries,
+                "orphaned_runs": tally.orphaned_runs,
+                "processes": tally.processes,
+                "checks": tally.checks,
+                "violations": tally.violations,
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
