@@ -165,6 +165,7 @@ class Durably:
         self._runs: dict[str, tuple[WorkflowRun, asyncio.Task[WorkflowStatus | None]]] = {}
         self.queues: dict[str, Queue] = {}
         self._retry_tasks: set[asyncio.Future[None]] = set()
+        self._relaunch: dict[str, WorkflowRecord] = {}
         self._is_worker = worker
         self._new_id = id_generator or (lambda: str(uuid.uuid4()))
         self._is_open = False
@@ -540,6 +541,10 @@ class Durably:
 
     def _launch(self, record: WorkflowRecord) -> None:
         if record.workflow_id in self._runs:
+            # Claimed again while its previous run here is ending (it suspended and a
+            # signal made it due at once, or its lease was taken over): the claim is
+            # ours now; run it as soon as the previous run is gone.
+            self._relaunch[record.workflow_id] = record
             return
         definition = self.registry.workflows[record.workflow_name]
         run = WorkflowRun(
@@ -558,6 +563,9 @@ class Durably:
         entry_queue = None if entry is None else entry[0].record.queue_name
         if entry is not None and entry[1] is task:
             del self._runs[workflow_id]
+            claimed_again = self._relaunch.pop(workflow_id, None)
+            if claimed_again is not None and self._is_open and not self._is_closing:
+                self._launch(claimed_again)
             if entry[0].failed_on_store and self._is_open and not self._is_closing:
                 self._retry_tasks.add(asyncio.ensure_future(self._run_again(entry[0].record)))
         if not task.cancelled() and task.exception() is not None:

@@ -219,23 +219,6 @@ async def test_a_dead_executors_lease_written_ahead_delays_recovery_only_by_the_
     record_property("faults_injected", 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A forward jump of the executor's own clock longer than the lease strands its "
-        "running workflows when a claim pass runs before the heartbeat (worker.py "
-        "Worker.claim_due; the test forces that order with app.recover(), the claim "
-        "loop's timer can produce it): it finds the workflow's lease expired and "
-        "claims it for this same executor (fence + 1), engine.py Durably._launch drops "
-        "the claim because the old run is still in _runs, then the old run's next write "
-        "is refused (LeaseLostError: the fence moved) and it abandons. Nobody runs the "
-        "workflow; it stays RUNNING, owned by this executor, whose heartbeat renews the "
-        "lease forever (a VM resumed after a suspend, an NTP step). Fix: never claim a "
-        "workflow this executor is running (exclude self._runs from claims, or have "
-        "_launch hand the new fence to the live run), and renew leases before claiming "
-        "when the clock moved by more than the heartbeat interval."
-    ),
-)
 async def test_a_forward_jump_longer_than_the_lease_does_not_strand_running_work(
     tmp_path: Path,
 ) -> None:

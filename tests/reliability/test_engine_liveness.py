@@ -63,22 +63,6 @@ class ClaimWhileTheRunEnds:
         return record
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine.py Durably._launch returns without doing anything when the claimed "
-        "workflow's id is still in self._runs. A run that suspends releases the "
-        "workflow in the store before its task's done-callback (_forget_run) removes "
-        "it from _runs; if the claim loop claims it again in between (the wake-up was "
-        "already due: a signal that came with the suspension, a timer that expired "
-        "while the suspension was being written), the claim (fence + 1, owner = this "
-        "executor) is dropped. The workflow stays RUNNING, owned by this process, and "
-        "every heartbeat renews its lease: it never finishes until the process exits. "
-        "Fix: in _launch, when an entry exists, keep the newer record and launch it from "
-        "_forget_run once the old task is done (or remove the run from _runs before "
-        "the suspension is written)."
-    ),
-)
 async def test_a_workflow_claimed_while_its_previous_run_ends_still_runs(tmp_path: Path) -> None:
     """The claim made between a suspension and the end of its run is not lost."""
     clock = FakeClock()
