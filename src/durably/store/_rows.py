@@ -191,3 +191,15 @@ def resume_params(record: WorkflowRecord, target: WorkflowStatus, now: int) -> P
         "keeps_error": compensating,
         "now": now,
     }
+
+
+def consume_params(fence: Fence, operation: OperationRecord) -> Params:
+    """Parameters of consume_signal: the wait's name and seq, and when it consumed."""
+    return {
+        **fence_params(fence),
+        "name": operation.name,
+        "seq": operation.seq,
+        "consumed_at": (
+            operation.started_at if operation.finished_at is None else operation.finished_at
+        ),
+    }

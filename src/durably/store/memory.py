@@ -29,7 +29,7 @@ from durably.models import (
     allowed_sources,
 )
 from durably.store._rules import (
-    CANCEL_AT_ONCE_STATUSES,
+    cancel_action,
     lease_lost,
     queue_allowance,
     require_same_workflow,
@@ -439,36 +439,34 @@ class MemoryStore:
         record = self._workflows.get(workflow_id)
         if record is None:
             raise workflow_not_found(workflow_id)
-        if record.status is WorkflowStatus.CANCELLED:
+        action = cancel_action(record, compensate=compensate, now=now)
+        if action is None:
             return record
-        if record.status.is_terminal:
-            raise workflow_finished(workflow_id, record.status, "cancel it")
         updated = dataclasses.replace(
             record,
             cancel_requested=True,
             compensate_on_cancel=record.compensate_on_cancel or compensate,
             updated_at=max(record.updated_at, now),
         )
-        if record.status in CANCEL_AT_ONCE_STATUSES and not _has_live_lease(record, now):
-            if updated.compensate_on_cancel:
-                # PARKED is never claimed, so it must become SUSPENDED to be woken.
-                updated = dataclasses.replace(
-                    updated,
-                    status=(
-                        WorkflowStatus.PENDING
-                        if record.status is WorkflowStatus.PENDING
-                        else WorkflowStatus.SUSPENDED
-                    ),
-                    wake_at=_earliest(record.wake_at, now),
-                )
-            else:
-                updated = dataclasses.replace(
-                    updated,
-                    status=WorkflowStatus.CANCELLED,
-                    owner=None,
-                    lease_until=None,
-                    finished_at=now,
-                )
+        if action == "wake_to_compensate":
+            # PARKED is never claimed, so it must become SUSPENDED to be woken.
+            updated = dataclasses.replace(
+                updated,
+                status=(
+                    WorkflowStatus.PENDING
+                    if record.status is WorkflowStatus.PENDING
+                    else WorkflowStatus.SUSPENDED
+                ),
+                wake_at=_earliest(record.wake_at, now),
+            )
+        elif action == "cancel_idle_workflow":
+            updated = dataclasses.replace(
+                updated,
+                status=WorkflowStatus.CANCELLED,
+                owner=None,
+                lease_until=None,
+                finished_at=now,
+            )
         self._workflows[workflow_id] = updated
         return updated
 

@@ -569,14 +569,7 @@ class PostgresStore:
         the operation with its payload, fenced, in one transaction; None (and no
         write) when there is none."""
         require_same_workflow(fence, operation.workflow_id)
-        params = {
-            **_rows.fence_params(fence),
-            "name": operation.name,
-            "seq": operation.seq,
-            "consumed_at": (
-                operation.started_at if operation.finished_at is None else operation.finished_at
-            ),
-        }
+        params = _rows.consume_params(fence, operation)
 
         async def work(connection: Connection) -> SignalRecord | None:
             async with connection.transaction():

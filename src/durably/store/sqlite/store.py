@@ -536,14 +536,7 @@ class SqliteStore:
         the operation with its payload, fenced, in one transaction; None (and no
         write) when there is none."""
         require_same_workflow(fence, operation.workflow_id)
-        params = {
-            **_rows.fence_params(fence),
-            "name": operation.name,
-            "seq": operation.seq,
-            "consumed_at": (
-                operation.started_at if operation.finished_at is None else operation.finished_at
-            ),
-        }
+        params = _rows.consume_params(fence, operation)
 
         def work(connection: sqlite3.Connection) -> SignalRecord | None:
             row = connection.execute(Q["consume_signal"], params).fetchone()
