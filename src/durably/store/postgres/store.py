@@ -54,6 +54,7 @@ from durably.store.postgres._connection import (
     make_pool,
     with_retries,
 )
+from durably.store.postgres._group_commit import GroupCommitter
 from durably.store.postgres._migrate import migrate
 
 T = TypeVar("T")
@@ -95,6 +96,7 @@ class PostgresStore:
         self._opening = asyncio.Lock()
         # Computed once: every statement's error message names the store.
         self._name = f"PostgresStore({describe(url)}, schema={schema!r})"
+        self._checkpoints = GroupCommitter(self._record_one, self._record_many)
 
     def __repr__(self) -> str:
         return self._name
@@ -126,6 +128,7 @@ class PostgresStore:
     async def close(self) -> None:
         """Close every connection (statements in progress finish first)."""
         async with self._opening:
+            await self._checkpoints.flush()
             pool, self._pool = self._pool, None
             if pool is not None:
                 await pool.close()
@@ -391,11 +394,31 @@ class PostgresStore:
         return await self._run(work)
 
     async def record_operation(self, fence: Fence, operation: OperationRecord) -> None:
-        """Insert or replace the operation at its seq, fenced, in one statement."""
+        """Insert or replace the operation at its seq, fenced, in one statement,
+        group-committed with the checkpoints of other workflows written meanwhile."""
         require_same_workflow(fence, operation.workflow_id)
-        params = _operation_params(fence, operation)
-        if await self._one("record_operation", params) is None:
+        if not await self._checkpoints.submit(_operation_params(fence, operation)):
             raise lease_lost(fence)
+
+    async def _record_one(self, params: dict[str, Any]) -> bool:
+        return await self._one("record_operation", params) is not None
+
+    async def _record_many(self, batch: list[dict[str, Any]]) -> list[bool]:
+        # Rows are locked in workflow order, as any other writer of several would.
+        order = sorted(range(len(batch)), key=lambda i: batch[i]["workflow_id"])
+
+        async def work(connection: Connection) -> list[bool]:
+            held = [False] * len(batch)
+            async with connection.transaction(), connection.cursor() as cursor:
+                await cursor.executemany(
+                    Q["record_operation"], [batch[i] for i in order], returning=True
+                )
+                for index in order:
+                    held[index] = await cursor.fetchone() is not None
+                    cursor.nextset()
+            return held
+
+        return await self._run(work)
 
     async def record_attempt(self, fence: Fence, attempt: AttemptRecord) -> None:
         """Insert (or replace, same key) a failed attempt, fenced."""

@@ -1,0 +1,135 @@
+"""Group commit of checkpoints on PostgreSQL: concurrent writes share transactions,
+each still learns its own outcome, and a refused write fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from tests.conftest import postgres_url
+
+from durably.errors import LeaseLostError, StoreError
+from durably.store.postgres import PostgresStore
+from durably.store.postgres._group_commit import GroupCommitter
+from durably.testing._contract.records import claimed, operation
+
+
+@pytest.fixture
+async def store(postgres_schema: str) -> AsyncIterator[PostgresStore]:
+    store = PostgresStore(postgres_url(), schema=postgres_schema, pool_size=2)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_concurrent_checkpoints_share_transactions(store: PostgresStore) -> None:
+    fences = [await claimed(store, f"w-{i}") for i in range(40)]
+    await asyncio.gather(
+        *(store.record_operation(fence, operation(fence.workflow_id, 0)) for fence in fences)
+    )
+    committer = store._checkpoints
+    assert committer.writes == 40
+    assert committer.transactions < 40  # written together, not one commit each
+    for fence in fences:
+        history = await store.load_history(fence.workflow_id)
+        assert list(history.operations) == [0]
+
+
+async def test_a_stale_fence_in_a_batch_is_refused_alone(store: PostgresStore) -> None:
+    fences = [await claimed(store, f"w-{i}") for i in range(10)]
+    stale = dataclasses.replace(fences[3], fence=fences[3].fence + 7)
+    writes = [
+        store.record_operation(stale if i == 3 else fence, operation(fence.workflow_id, 0))
+        for i, fence in enumerate(fences)
+    ]
+    outcomes = await asyncio.gather(*writes, return_exceptions=True)
+    assert isinstance(outcomes[3], LeaseLostError)
+    assert [o for i, o in enumerate(outcomes) if i != 3] == [None] * 9
+    assert not (await store.load_history("w-3")).operations
+    assert len((await store.load_history("w-4")).operations) == 1
+
+
+async def test_checkpoints_written_before_close_are_committed(postgres_schema: str) -> None:
+    store = PostgresStore(postgres_url(), schema=postgres_schema, pool_size=2)
+    await store.open()
+    fences = [await claimed(store, f"w-{i}") for i in range(5)]
+    tasks = [
+        asyncio.create_task(store.record_operation(f, operation(f.workflow_id, 0)))
+        for f in fences
+    ]
+    await asyncio.sleep(0)  # queued, not yet committed
+    await store.close()
+    await asyncio.gather(*tasks)
+    await store.open()
+    try:
+        for fence in fences:
+            assert len((await store.load_history(fence.workflow_id)).operations) == 1
+    finally:
+        await store.close()
+
+
+class _Fake:
+    """Write functions that record how they were called; one params value fails."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.singles: list[int] = []
+        self.release = asyncio.Event()
+
+    async def one(self, params: dict[str, Any]) -> bool:
+        await self.release.wait()
+        self.singles.append(params["n"])
+        if params["n"] == 13:
+            raise StoreError("refused: 13")
+        return params["n"] % 2 == 0
+
+    async def many(self, batch: list[dict[str, Any]]) -> list[bool]:
+        self.batches.append([p["n"] for p in batch])
+        if any(p["n"] == 13 for p in batch):
+            raise StoreError("the batch holds 13")
+        return [p["n"] % 2 == 0 for p in batch]
+
+
+async def test_writes_queued_behind_a_commit_go_in_one_batch() -> None:
+    fake = _Fake()
+    committer = GroupCommitter(fake.one, fake.many)
+    first = asyncio.create_task(committer.submit({"n": 0}))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the lone first write is in flight
+    rest = [asyncio.create_task(committer.submit({"n": n})) for n in range(1, 6)]
+    await asyncio.sleep(0)
+    fake.release.set()
+    assert await first is True
+    assert [await task for task in rest] == [False, True, False, True, False]
+    assert fake.singles == [0]
+    assert fake.batches == [[1, 2, 3, 4, 5]]
+    assert (committer.transactions, committer.writes) == (2, 6)
+
+
+async def test_a_refused_write_fails_alone_when_its_batch_is_retried_one_by_one() -> None:
+    fake = _Fake()
+    fake.release.set()
+    committer = GroupCommitter(fake.one, fake.many)
+    outcomes = await asyncio.gather(
+        *(committer.submit({"n": n}) for n in (12, 13, 14)), return_exceptions=True
+    )
+    assert outcomes[0] is True and outcomes[2] is True
+    assert isinstance(outcomes[1], StoreError) and "13" in str(outcomes[1])
+    assert fake.batches == [[12, 13, 14]]
+    assert fake.singles == [12, 13, 14]
+
+
+async def test_a_cancelled_caller_does_not_withdraw_its_write() -> None:
+    fake = _Fake()
+    committer = GroupCommitter(fake.one, fake.many)
+    task = asyncio.create_task(committer.submit({"n": 2}))
+    await asyncio.sleep(0)
+    task.cancel()
+    fake.release.set()
+    await committer.flush()
+    assert fake.singles == [2]
+    assert task.cancelled()
+
