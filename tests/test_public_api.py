@@ -29,10 +29,10 @@ def test_public_names_have_docstrings() -> None:
 
 
 def test_importing_durably_imports_no_optional_dependency() -> None:
-    """import durably stays on the standard library (no pydantic, no psycopg)."""
+    """import durably stays on the standard library (no pydantic, psycopg, cryptography)."""
     code = (
         "import sys, durably; "
-        "print(','.join(m for m in ('pydantic', 'psycopg') if m in sys.modules))"
+        "print(','.join(m for m in ('pydantic', 'psycopg', 'cryptography') if m in sys.modules))"
     )
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -7,7 +7,9 @@ process at any point and the workflow resumes from the last completed step.
 from __future__ import annotations
 
 from durably.codec import JsonSerializer, PickleSerializer, Serializer
+from durably.composition import ChildHandle
 from durably.context import Context
+from durably.encryption import EncryptedSerializer
 from durably.engine import Durably, RecoveryReport
 from durably.errors import (
     AppClosedError,
@@ -17,6 +19,7 @@ from durably.errors import (
     DurablyError,
     InvalidTransitionError,
     LeaseLostError,
+    MapFailedError,
     NonDeterminismError,
     PayloadError,
     PayloadTooLargeError,
@@ -32,7 +35,9 @@ from durably.errors import (
     WorkflowNotRegisteredError,
     WorkflowTimeoutError,
 )
+from durably.fan_out import ItemStatus, MapItem, MapResult
 from durably.handles import WorkflowHandle, WorkflowInfo
+from durably.integrations.process import serve
 from durably.models import ErrorInfo, WorkflowStatus
 from durably.observers import Observer
 from durably.queues import Queue
@@ -40,7 +45,7 @@ from durably.retry import RetryPolicy
 from durably.step_call import StepInfo, current_step
 from durably.store import MemoryStore, SqliteStore, Store, open_store
 from durably.sync import SyncDurably, SyncWorkflowHandle
-from durably.sync_context import SyncContext
+from durably.sync_context import SyncChildHandle, SyncContext
 
 __version__ = "0.1.0"
 
@@ -50,6 +55,11 @@ __all__ = [
     "SyncDurably",
     "Context",
     "SyncContext",
+    "ChildHandle",
+    "SyncChildHandle",
+    "MapResult",
+    "MapItem",
+    "ItemStatus",
     "RetryPolicy",
     "Queue",
     "StepInfo",
@@ -61,6 +71,7 @@ __all__ = [
     "ErrorInfo",
     "RecoveryReport",
     "Observer",
+    "serve",
     # storage and payloads
     "Store",
     "MemoryStore",
@@ -69,10 +80,12 @@ __all__ = [
     "Serializer",
     "JsonSerializer",
     "PickleSerializer",
+    "EncryptedSerializer",
     # errors
     "DurablyError",
     "AppClosedError",
     "CompensationError",
+    "MapFailedError",
     "ConfigurationError",
     "CorruptRecordError",
     "InvalidTransitionError",

@@ -1,7 +1,8 @@
 """Following a store's change feed: changes other processes commit become wake-ups here.
 
 With a store that has a :class:`~durably.store.ChangeFeed` (PostgreSQL), a new
-workflow, a signal or a cancellation made by another process wakes this one at once;
+workflow, a signal, a cancellation, an event or a stream entry made by another process
+wakes this one at once;
 polling stays as the safety net for lost notifications.
 """
 
@@ -30,6 +31,10 @@ async def follow_changes(
     try:
         async with contextlib.aclosing(feed.changes()) as changes:
             async for change in changes:
+                if change.kind == "progress" and change.workflow_id is not None:
+                    # An event or a stream entry: wake its readers; nothing to claim.
+                    notifier.notify_progress(change.workflow_id)
+                    continue
                 if change.workflow_id is not None:
                     notifier.notify(change.workflow_id)
                 if change.kind == "cancel" and change.workflow_id is not None:

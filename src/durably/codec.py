@@ -38,7 +38,13 @@ _PLAIN = (str, int, bool, type(None))
 
 @runtime_checkable
 class Serializer(Protocol):
-    """Turns values into stored text and back. ``name`` is stored next to each payload."""
+    """Turns values into stored text and back. ``name`` is stored next to each payload.
+
+    A serializer may also have an ``also_reads`` attribute: names of other serializers
+    whose stored text its :meth:`loads` reads too (a wrapper such as
+    :class:`~durably.encryption.EncryptedSerializer` reads the rows written before it
+    was configured).
+    """
 
     name: str
 
@@ -134,14 +140,21 @@ class PayloadCodec:
             raise PayloadError(f"cannot store {what}: {error}") from None
         except RecursionError:
             raise PayloadError(f"cannot store {what}: it is nested too deeply") from None
-        if len(text) * 4 > self._max_payload_bytes:
+        try:
             size = len(text.encode("utf-8"))
-            if size > self._max_payload_bytes:
-                raise PayloadTooLargeError(
-                    f"{what} is {size:,} bytes encoded, over the limit of "
-                    f"{self._max_payload_bytes:,}: store large data elsewhere (a file, object "
-                    f"storage) and pass a reference, or raise Durably(max_payload_bytes=...)"
-                )
+        except UnicodeEncodeError as error:
+            raise PayloadError(
+                f"cannot store {what}: its text holds a lone surrogate "
+                f"(U+{ord(text[error.start]):04X}), half of a UTF-16 pair, which is not valid "
+                f"Unicode and cannot be stored as UTF-8; clean the text first, for example "
+                f"with text.encode('utf-8', 'replace').decode('utf-8')"
+            ) from None
+        if size > self._max_payload_bytes:
+            raise PayloadTooLargeError(
+                f"{what} is {size:,} bytes encoded, over the limit of "
+                f"{self._max_payload_bytes:,}: store large data elsewhere (a file, object "
+                f"storage) and pass a reference, or raise Durably(max_payload_bytes=...)"
+            )
         if (self._verify if verify is None else verify) and not _is_plain(value):
             self._check_round_trip(value, hint, text, what)
         return text
@@ -155,7 +168,9 @@ class PayloadCodec:
         """
         if data is None:
             return None
-        if serializer_name == self._serializer.name:
+        if serializer_name == self._serializer.name or serializer_name in getattr(
+            self._serializer, "also_reads", ()
+        ):
             serializer = self._serializer
         elif serializer_name == "json":
             serializer = self._json
@@ -163,6 +178,12 @@ class PayloadCodec:
             raise PayloadError(
                 f"{what} was written with the pickle serializer; durably never unpickles "
                 f"unless the app is configured with serializer=PickleSerializer()"
+            )
+        elif serializer_name.startswith("encrypted+"):
+            raise PayloadError(
+                f"{what} was written encrypted (serializer {serializer_name!r}); configure the "
+                f"app with serializer=durably.encryption.EncryptedSerializer(keys=[...]) and "
+                f"the key it was written with"
             )
         else:
             raise PayloadError(f"{what} was written with an unknown serializer {serializer_name!r}")

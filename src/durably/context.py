@@ -13,16 +13,24 @@ import inspect
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, overload
+from typing import Any, NoReturn, TypeVar, overload
 
 from durably.codec import return_hint
-from durably.context_core import missing_error
+from durably.corrupt_records import (
+    CorruptHistory,
+    decode_recorded_result,
+    recorded_error,
+    unreadable_operation,
+)
 from durably.environment import to_micros
-from durably.error_records import error_to_info, rebuild_error
+from durably.error_records import error_to_info
 from durably.errors import (
+    CorruptRecordError,
     PayloadError,
 )
+from durably.events import PublishingOperations
 from durably.identifiers import validate_identifier
+from durably.map_operation import MapOperations
 from durably.models import (
     AttemptRecord,
     OperationKind,
@@ -30,8 +38,9 @@ from durably.models import (
     OperationStatus,
     micros_to_datetime,
 )
+from durably.observers import AttemptOutcome
 from durably.registry import StepDefinition
-from durably.replay import compensation_seq
+from durably.replay import compensation_seq, patch_decision
 from durably.retry import RetryPolicy
 from durably.saga import Compensation
 from durably.step_call import StepInfo, call_step_function
@@ -40,13 +49,26 @@ from durably.waits import DurableWaits
 R = TypeVar("R")
 T = TypeVar("T")
 
+#: How an attempt ended, for the observers' attempt hooks.
+_COMPLETED, _RETRYING, _FAILED, _INTERRUPTED = (
+    AttemptOutcome.COMPLETED,
+    AttemptOutcome.RETRYING,
+    AttemptOutcome.FAILED,
+    AttemptOutcome.INTERRUPTED,
+)
 
-class Context(DurableWaits):
+
+class Context(DurableWaits, PublishingOperations, MapOperations):
     """What a workflow body uses to run durable operations.
 
     Passed as the first argument of every workflow. Not thread-safe; a ``def``
     workflow receives a :class:`~durably.sync_context.SyncContext` over this one.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Set when a replayed record cannot be read back: the runner parks the workflow.
+        self.corrupt_record: CorruptRecordError | None = None
 
     @overload
     def step(
@@ -105,6 +127,23 @@ class Context(DurableWaits):
             Exception: the step's error once its retries are exhausted.
             WorkflowCancelled: the workflow was cancelled.
         """
+        return self._reserved_step(
+            name, fn, args, kwargs, retry=retry, compensate=compensate, timeout=timeout
+        )()
+
+    def _reserved_step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        retry: RetryPolicy | None,
+        compensate: Callable[..., Any] | None,
+        timeout: timedelta | float | None,
+    ) -> Callable[[], Coroutine[Any, Any, Any]]:
+        """Number a step (and register its compensation) now; the returned function
+        starts it. ``ctx.map`` numbers all its items at its call and starts them later."""
         validate_identifier(name, "step name")
         if not callable(fn):
             raise TypeError(f"step {name!r}: {fn!r} is not callable")
@@ -112,8 +151,10 @@ class Context(DurableWaits):
         entry = None
         if compensate is not None:
             entry = self.compensations.register(f"{name}:compensate", compensate, armed=False)
-        timeout_micros = None if timeout is None else to_micros(timeout)
-        return self._track(self._step(seq, name, fn, args, kwargs, retry, timeout_micros, entry))
+        timeout_micros = None if timeout is None else to_micros(timeout, "step timeout")
+        return lambda: self._track(
+            self._step(seq, name, fn, args, kwargs, retry, timeout_micros, entry)
+        )
 
     def call_step(
         self, definition: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -153,7 +194,8 @@ class Context(DurableWaits):
         ``retry`` (default: exponential, 5 attempts).
         """
         label = validate_identifier(
-            name or f"{getattr(fn, '__name__', 'compensation')}:compensate", "compensation name"
+            f"{getattr(fn, '__name__', 'compensation')}:compensate" if name is None else name,
+            "compensation name",
         )
         self.compensations.register(label, fn, args=args, retry=retry, armed=True)
 
@@ -185,6 +227,45 @@ class Context(DurableWaits):
             )
         )
 
+    def patched(self, change_id: str) -> Coroutine[Any, Any, bool]:
+        """Whether this workflow takes the new code path of the change ``change_id``.
+
+        Guard a change to a workflow that has runs in flight::
+
+            if await ctx.patched("tax-before-charge"):
+                await ctx.step("tax", add_tax, order)   # new code
+            await ctx.step("charge", charge, order)
+
+        A run that reaches this point live records a marker and gets True; a replay
+        gets True where that marker is recorded, and False where the history holds
+        another operation at this point (it was recorded by the old code, which must
+        go on replaying the old path: nothing is taken from the history then). Once no
+        workflow started before the change is running, delete the ``if`` and the old
+        branch: recorded markers that the code no longer asks about are passed over.
+
+        Args:
+            change_id: Names the change; unique among the changes of this workflow.
+
+        Returns:
+            An awaitable of True (new path) or False (old path).
+
+        Raises:
+            WorkflowCancelled: the workflow was cancelled (when the marker is written).
+        """
+        validate_identifier(change_id, "patch change_id")
+        answer, seq = patch_decision(
+            self._history,
+            seq=self._next_seq,
+            change_id=change_id,
+            last_recorded_seq=self._last_recorded_seq,
+        )
+        if answer == "old_path":
+            return self._answer(False)
+        if answer == "recorded":
+            self._take_seq(marker=seq)
+            return self._answer(True)
+        return self._track(self._record_patch(self._take_seq(), change_id))
+
     # -- used by the runner ---------------------------------------------------------
 
     async def run_compensation(self, entry: Compensation) -> None:
@@ -194,7 +275,7 @@ class Context(DurableWaits):
         recorded = self._replayed(seq, OperationKind.COMPENSATION, entry.name)
         if recorded is not None:
             if recorded.status is OperationStatus.FAILED:
-                raise rebuild_error(recorded.error_info or missing_error())
+                raise self._replayed_error(recorded)
             return
         await self._run_attempts(
             seq=seq,
@@ -225,10 +306,8 @@ class Context(DurableWaits):
         recorded = self._replayed(seq, OperationKind.STEP, name)
         if recorded is not None:
             if recorded.status is OperationStatus.FAILED:
-                raise rebuild_error(recorded.error_info or missing_error())
-            value = self._env.codec.decode(
-                recorded.result, recorded.serializer, hint, what=self._describe(seq, name)
-            )
+                raise self._replayed_error(recorded)
+            value = self._replayed_result(recorded, hint, self._describe(seq, name))
         else:
             self._raise_if_interrupted()
             value = await self._run_attempts(
@@ -272,11 +351,15 @@ class Context(DurableWaits):
             started = env.clock.now()
             if kind is OperationKind.STEP:
                 env.observers.emit("on_step_start", self.workflow_id, name, seq)
+            observed = env.observers.step_attempt_started(
+                self.workflow_id, self.workflow_name, kind, name, seq, attempt, started
+            )
             try:
                 value = await self._call(fn, args, kwargs, timeout, seq, name, attempt)
             except Exception as error:
                 finished = env.clock.now()
                 if policy.should_retry(attempt, error):
+                    env.observers.step_attempt_ended(observed, _RETRYING, finished, error)
                     next_at = finished + policy.delay_after(attempt, env.rng.random())
                     await self._record_attempt(
                         AttemptRecord(
@@ -293,14 +376,20 @@ class Context(DurableWaits):
                     await self._wait_until(next_at, f"retry of {name!r}")
                     attempt += 1
                     continue
+                env.observers.step_attempt_ended(observed, _FAILED, finished, error)
                 await self._record_failure(seq, kind, name, error, attempt, first_started)
+                raise
+            except BaseException as error:
+                env.observers.step_attempt_ended(observed, _INTERRUPTED, env.clock.now(), error)
                 raise
             try:
                 encoded = env.codec.encode(value, hint, what=self._describe(seq, name))
             except PayloadError as error:
+                env.observers.step_attempt_ended(observed, _FAILED, env.clock.now(), error)
                 await self._record_failure(seq, kind, name, error, attempt, first_started)
                 raise
             finished = env.clock.now()
+            env.observers.step_attempt_ended(observed, _COMPLETED, finished)
             await self._record(
                 OperationRecord(
                     workflow_id=self.workflow_id,
@@ -372,14 +461,36 @@ class Context(DurableWaits):
                 raise
             raise converted from None
 
+    async def _answer(self, value: bool) -> bool:
+        return value
+
+    async def _record_patch(self, seq: int, change_id: str) -> bool:
+        self._raise_if_interrupted()
+        now = self._env.clock.now()
+        await self._record(
+            OperationRecord(
+                workflow_id=self.workflow_id,
+                seq=seq,
+                kind=OperationKind.PATCH,
+                name=change_id,
+                status=OperationStatus.COMPLETED,
+                started_at=now,
+                finished_at=now,
+            )
+        )
+        return True
+
     async def _recorded_value(
         self, seq: int, kind: OperationKind, name: str, produce: Callable[[], T], hint: type[T]
     ) -> T:
         codec = self._env.codec
         recorded = self._replayed(seq, kind, name)
         if recorded is not None:
-            value = codec.decode(recorded.result, recorded.serializer, hint, what=name)
-            assert isinstance(value, hint)
+            value = self._replayed_result(recorded, hint, name)
+            if not isinstance(value, hint):
+                self._stop_on_corrupt_record(
+                    recorded, f"{name} recorded {type(value).__name__}, not {hint.__name__}"
+                )
             return value
         self._raise_if_interrupted()
         value = produce()
@@ -398,3 +509,26 @@ class Context(DurableWaits):
             )
         )
         return value
+
+    def _replayed_result(self, recorded: OperationRecord, hint: object, what: str) -> Any:
+        """The recorded result, decoded; a corrupt one stops the run (it is parked)."""
+        try:
+            return decode_recorded_result(
+                self._env.codec, recorded, hint, workflow_id=self.workflow_id, what=what
+            )
+        except CorruptRecordError as error:
+            self.corrupt_record = self.corrupt_record or error
+            raise CorruptHistory(error) from None
+
+    def _replayed_error(self, recorded: OperationRecord) -> Exception:
+        """The recorded error, rebuilt; an unreadable one stops the run (it is parked)."""
+        try:
+            return recorded_error(recorded, workflow_id=self.workflow_id)
+        except CorruptRecordError as error:
+            self.corrupt_record = self.corrupt_record or error
+            raise CorruptHistory(error) from None
+
+    def _stop_on_corrupt_record(self, recorded: OperationRecord, cause: str) -> NoReturn:
+        error = unreadable_operation(self.workflow_id, recorded, cause)
+        self.corrupt_record = self.corrupt_record or error
+        raise CorruptHistory(error)

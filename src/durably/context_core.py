@@ -26,7 +26,7 @@ from durably.models import (
     OperationRecord,
     micros_to_datetime,
 )
-from durably.replay import recorded_operation
+from durably.replay import next_operation_seq, recorded_operation
 from durably.saga import CompensationStack
 
 T = TypeVar("T")
@@ -84,10 +84,15 @@ class ContextCore:
 
     # -- internals ----------------------------------------------------------------
 
-    def _take_seq(self) -> int:
-        seq = self._next_seq
-        self._next_seq += 1
-        self.visited.add(seq)
+    def _take_seq(self, marker: int | None = None) -> int:
+        """Take the next operation's seq, passing over patch markers (see
+        :func:`~durably.replay.next_operation_seq`), or, given ``marker``, the seq of
+        the patch marker recorded there (at or after the next one)."""
+        if self._env.hooks is not None:
+            self._env.hooks.operation_called(self)
+        seq = next_operation_seq(self._history, self._next_seq) if marker is None else marker
+        self.visited.update(range(self._next_seq, seq + 1))
+        self._next_seq = seq + 1
         return seq
 
     async def _track(self, operation: Coroutine[Any, Any, T]) -> T:
@@ -102,12 +107,15 @@ class ContextCore:
 
     def _replayed(self, seq: int, kind: OperationKind, name: str) -> OperationRecord | None:
         try:
-            return recorded_operation(
+            record = recorded_operation(
                 self._history, workflow_id=self.workflow_id, seq=seq, kind=kind, name=name
             )
         except NonDeterminismError as error:
             self.nondeterminism = self.nondeterminism or error
             raise
+        if record is None and self._env.hooks is not None:
+            self._env.hooks.running_live(self, kind, name, seq)
+        return record
 
     def _raise_if_interrupted(self) -> None:
         if self._interrupt is not None and not (
@@ -136,10 +144,15 @@ class ContextCore:
             raise _Abandon(f"store failed: {error}") from error
 
     async def _record(self, operation: OperationRecord) -> None:
+        hooks = self._env.hooks
+        if hooks is not None:
+            hooks.recording(self, operation, written=False)
         await self._fenced(
             self._env.store.record_operation(self._fence, operation), "record_operation"
         )
         self._env.notifier.notify_progress(self.workflow_id)
+        if hooks is not None:
+            hooks.recording(self, operation, written=True)
 
     async def _wait_until(self, moment: int, reason: str) -> None:
         """Wait in memory if the wait is short, else unwind the workflow until then."""

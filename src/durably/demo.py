@@ -25,7 +25,7 @@ from typing import Any
 
 from durably.context import Context
 from durably.engine import Durably
-from durably.errors import WorkflowFailedError
+from durably.errors import WorkflowFailedError, WorkflowNotFoundError
 from durably.handles import WorkflowHandle
 from durably.models import OperationKind, OperationStatus, micros_to_datetime
 from durably.retry import RetryPolicy
@@ -258,7 +258,6 @@ def run_demo(directory: Path | None = None) -> int:
     fourth = _spawn(database, log, "delivery", "order-1003", block=False)
     pids[fourth.pid] = "process 4"
     _say(f"   process 4 (pid {fourth.pid}) starts order-1003: sleep 2 s, then wait for 'delivered'")
-    time.sleep(1.0)
     asyncio.run(_send_delivered(database))
     _say("   this process sends signal 'delivered' to order-1003 (it waits in the inbox)")
     output, _ = fourth.communicate(timeout=60)
@@ -273,7 +272,15 @@ def run_demo(directory: Path | None = None) -> int:
 async def _send_delivered(database: Path) -> None:
     app = build_app(database, worker=False)
     async with app:
-        await app.send_signal("order-1003", "delivered", "left at the front door")
+        deadline = time.monotonic() + 30.0
+        while True:  # until process 4 has recorded the workflow
+            try:
+                await app.send_signal("order-1003", "delivered", "left at the front door")
+                return
+            except WorkflowNotFoundError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
 
 
 if __name__ == "__main__":

@@ -8,16 +8,18 @@ import functools
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
+from durably import events
 from durably.change_feed import follow_changes
+from durably.children import ChildWorkflows
 from durably.clock import Clock, SystemClock
 from durably.codec import PayloadCodec, Serializer
-from durably.environment import RunEnvironment
+from durably.environment import RunEnvironment, to_micros
 from durably.error_records import default_error_formatter, rebuild_error
 from durably.errors import (
     AppClosedError,
@@ -29,14 +31,23 @@ from durably.errors import (
     _Abandon,
 )
 from durably.handles import WorkflowHandle, WorkflowInfo
-from durably.identifiers import validate_identifier
-from durably.models import WorkflowRecord, WorkflowStatus
+from durably.identifiers import validate_identifier, validate_signal_name
+from durably.models import LEASED_STATUSES, WorkflowRecord, WorkflowStatus
 from durably.notifier import Notifier, progress_key
 from durably.observers import Observer, ObserverSet
 from durably.queues import Queue
+from durably.recovery_trigger import RecoveryReports, RecoveryTrigger
+from durably.redaction import RedactingFormatter, Redaction
 from durably.registry import DEFINITION_ATTRIBUTE, Registry, StepDefinition, WorkflowDefinition
 from durably.retry import DEFAULT_COMPENSATION_RETRY, RetryPolicy
 from durably.runner import WorkflowRun
+from durably.scheduler import Scheduler, check_tick_parameter
+from durably.schedules import (
+    DEFAULT_MAX_BACKFILL,
+    CronExpression,
+    Schedule,
+    validate_max_backfill,
+)
 from durably.step_call import step_function
 from durably.store import Store, open_store
 from durably.store.base import ChangeFeed
@@ -47,12 +58,6 @@ logger = logging.getLogger("durably")
 P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _micros(duration: timedelta | float) -> int:
-    if isinstance(duration, timedelta):
-        return round(duration.total_seconds() * 1_000_000)
-    return round(duration * 1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +91,10 @@ class Durably:
         poll_interval: How often to look for work made due by other processes.
         inline_wait: Waits up to this long stay in memory; longer ones unwind.
         max_recovery_attempts: Park a workflow whose process died this many times.
-        error_formatter: Turns an exception into the stored message (redact here).
+        error_formatter: Turns an exception into the stored message.
+        redact: Secrets to remove from stored error messages and tracebacks: regular
+            expressions, functions ``str -> str``, or a list of them (see
+            :mod:`durably.redaction`). The live exception is unchanged.
         observers: :class:`~durably.observers.Observer` instances.
         claim_batch_size: How many workflows one claim takes at most.
         max_concurrent_workflows: The most claimed workflows this process runs at
@@ -96,6 +104,8 @@ class Durably:
         worker: Run workflows in this process (default). ``False`` makes a client that
             only starts, signals, cancels and queries: its starts stay ``PENDING`` until
             a worker claims them.
+        recovery_debounce: Recovery requests (:meth:`request_recovery`) made within
+            this long of the first one are served by one recovery pass.
     """
 
     def __init__(
@@ -111,20 +121,24 @@ class Durably:
         inline_wait: timedelta | float = timedelta(seconds=1),
         max_recovery_attempts: int = 10,
         error_formatter: Callable[[BaseException], str] | None = None,
+        redact: Redaction | None = None,
         observers: Sequence[Observer] = (),
         claim_batch_size: int = 100,
         max_concurrent_workflows: int = 1000,
         compensation_retry: RetryPolicy = DEFAULT_COMPENSATION_RETRY,
         worker: bool = True,
         id_generator: Callable[[], str] | None = None,
+        recovery_debounce: timedelta | float = timedelta(seconds=1),
     ) -> None:
         self._store = open_store(store) if isinstance(store, str) else store
-        self.executor_id = validate_identifier(executor_id or default_executor_id(), "executor_id")
+        self.executor_id = validate_identifier(
+            default_executor_id() if executor_id is None else executor_id, "executor_id"
+        )
         self.registry = Registry()
         self._clock = clock or SystemClock()
         self._notifier = Notifier(self._clock)
-        lease = _micros(lease_duration)
-        if lease <= 0 or _micros(poll_interval) <= 0:
+        lease = to_micros(lease_duration, "lease_duration")
+        if lease <= 0 or to_micros(poll_interval, "poll_interval") <= 0:
             raise ConfigurationError("lease_duration and poll_interval must be positive")
         if max_recovery_attempts < 1:
             raise ConfigurationError("max_recovery_attempts must be at least 1")
@@ -138,11 +152,23 @@ class Durably:
             clock=self._clock,
             notifier=self._notifier,
             observers=ObserverSet(observers),
-            error_formatter=error_formatter or default_error_formatter,
-            inline_wait=_micros(inline_wait),
-            poll_interval=_micros(poll_interval),
+            error_formatter=(
+                error_formatter or default_error_formatter
+                if redact is None
+                else RedactingFormatter(redact, error_formatter)
+            ),
+            inline_wait=to_micros(inline_wait, "inline_wait"),
+            poll_interval=to_micros(poll_interval, "poll_interval"),
             rng=random.Random(),
             compensation_retry=compensation_retry,
+            children=ChildWorkflows(
+                store=self._store,
+                clock=self._clock,
+                notifier=self._notifier,
+                registry=self.registry,
+                create=functools.partial(self._create, queue=None, priority=0),
+                interrupt=self._interrupt_cancelled,
+            ),
         )
         self._lease_duration = lease
         self._max_recovery_attempts = max_recovery_attempts
@@ -152,6 +178,7 @@ class Durably:
             notifier=self._notifier,
             executor_id=self.executor_id,
             names=self.registry.names,
+            versions=self.registry.versions,
             launch=self._launch,
             on_cancel_requested=self._interrupt_cancelled,
             lease_duration=lease,
@@ -171,6 +198,17 @@ class Durably:
         self._is_open = False
         self._is_closing = False
         self._feed: asyncio.Future[None] | None = None
+        self._scheduler = Scheduler(
+            store=self._store,
+            clock=self._clock,
+            fire=self._fire_tick,
+            retry_interval=self._env.poll_interval,
+        )
+        self._recovery_trigger: RecoveryTrigger[RecoveryReport] = RecoveryTrigger(
+            clock=self._clock,
+            recover=self.recover,
+            debounce=to_micros(recovery_debounce, "recovery_debounce"),
+        )
 
     @property
     def store(self) -> Store:
@@ -179,16 +217,30 @@ class Durably:
 
     # -- registration -----------------------------------------------------------------
 
-    def workflow(self, name: str | None = None, *, version: str | None = None) -> Callable[[F], F]:
+    def workflow(
+        self,
+        name: str | None = None,
+        *,
+        version: str | None = None,
+        also_runs: Collection[str] = (),
+    ) -> Callable[[F], F]:
         """Register a workflow: ``@app.workflow()`` on ``async def`` or ``def f(ctx, ...)``.
+
+        Each workflow records the version it was started with, and an executor resumes
+        only the versions its code runs (see docs/versioning.md).
 
         Args:
             name: Stored name (default: the function's qualified name). Keep it stable.
             version: Explicit version (default: a hash of the function's source).
+            also_runs: Older versions whose unfinished workflows this code resumes too,
+                because it replays their histories (changes guarded with
+                ``ctx.patched()``), e.g. ``version="2", also_runs=["1"]``.
         """
 
         def register(fn: F) -> F:
-            definition = self.registry.register_workflow(fn, name=name, version=version)
+            definition = self.registry.register_workflow(
+                fn, name=name, version=version, also_runs=also_runs
+            )
             setattr(fn, DEFINITION_ATTRIBUTE, definition)
             return fn
 
@@ -211,10 +263,12 @@ class Durably:
 
         def declare(fn: F) -> F:
             definition = StepDefinition(
-                name=validate_identifier(name or fn.__name__, "step name"),
+                name=validate_identifier(fn.__name__ if name is None else name, "step name"),
                 fn=fn,
                 retry=retry,
-                timeout=None if timeout is None else timedelta(microseconds=_micros(timeout)),
+                timeout=None
+                if timeout is None
+                else timedelta(microseconds=to_micros(timeout, "step timeout")),
                 compensate=compensate,
             )
             return step_function(definition)  # type: ignore[return-value]
@@ -243,7 +297,9 @@ class Durably:
             ConfigurationError: a limit is not a positive integer, or the queue was
                 declared already with other limits.
         """
-        window = per if isinstance(per, timedelta) else timedelta(microseconds=_micros(per))
+        window = (
+            per if isinstance(per, timedelta) else timedelta(microseconds=to_micros(per, "per"))
+        )
         queue = Queue(name, concurrency, worker_concurrency, rate_limit, window)
         existing = self.queues.setdefault(name, queue)
         if existing != queue:
@@ -252,6 +308,65 @@ class Durably:
                 f"declare each queue once"
             )
         return existing
+
+    def scheduled(
+        self,
+        cron: str,
+        *,
+        name: str | None = None,
+        timezone: str | tzinfo = "UTC",
+        backfill: bool = False,
+        max_backfill: int = DEFAULT_MAX_BACKFILL,
+    ) -> Callable[[F], F]:
+        """Run a workflow on a cron schedule: ``@app.scheduled("*/5 * * * *")`` on
+        ``async def report(ctx, tick: datetime)`` (see :mod:`durably.schedules`).
+
+        Each tick starts the workflow once, with the tick's time (an aware datetime in
+        ``timezone``), under the id ``sched:{name}:{tick in UTC}``: however many
+        processes share the store, one run per tick. The ticks fire while a worker
+        app is open. A function not yet decorated with :meth:`workflow` is registered
+        as a workflow named ``name`` (with the default version); stack
+        ``@app.workflow(...)`` below to choose its name and version apart.
+
+        Args:
+            cron: Five fields, minute hour day-of-month month day-of-week.
+            name: The schedule's name (default: the workflow's name), part of each
+                tick's workflow id.
+            timezone: The time zone the expression is read in (default UTC).
+            backfill: After downtime, run every missed tick (oldest first) instead of
+                only the newest one.
+            max_backfill: The most missed ticks run with ``backfill``: the newest ones.
+
+        Raises:
+            ValueError: the expression, the time zone or ``max_backfill`` is invalid.
+            ConfigurationError: the ``schedules`` extra is missing (``pip install
+                'durably[schedules]'``), the workflow does not take ``(ctx, tick:
+                datetime)``, or the schedule's name is taken.
+        """
+        expression = CronExpression.parse(cron, timezone)
+        validate_max_backfill(max_backfill)
+        if name is not None:
+            validate_identifier(name, "schedule name")
+
+        def register(fn: F) -> F:
+            definition = getattr(fn, DEFINITION_ATTRIBUTE, None)
+            if not isinstance(definition, WorkflowDefinition) or (
+                self.registry.workflows.get(definition.name) is not definition
+            ):
+                fn = self.workflow(name)(fn)
+                definition = getattr(fn, DEFINITION_ATTRIBUTE)
+            check_tick_parameter(definition, self._env.codec)
+            schedule = Schedule(
+                name=definition.name if name is None else name,
+                workflow_name=definition.name,
+                cron=expression,
+                backfill=backfill,
+                max_backfill=max_backfill,
+            )
+            self._scheduler.add(schedule)
+            return fn
+
+        return register
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -268,6 +383,8 @@ class Durably:
             )
         if self._is_worker:
             await self._worker.start()
+            self._scheduler.start()
+        self._recovery_trigger.bind(asyncio.get_running_loop())
 
     async def close(self, *, grace: timedelta | float = 0) -> None:
         """Stop the loops, stop running bodies without writing, release every lease.
@@ -285,7 +402,9 @@ class Durably:
         if not self._is_open:
             return
         self._is_closing = True
-        grace_seconds = _micros(grace) / 1_000_000
+        await self._scheduler.stop()
+        await self._recovery_trigger.close()
+        grace_seconds = to_micros(grace, "grace") / 1_000_000
         if grace_seconds > 0 and self._runs:
             if self._is_worker:
                 await self._worker.stop_claiming()
@@ -476,7 +595,7 @@ class Durably:
             owner=self.executor_id if runs_here else None,
             fence=1 if runs_here else 0,
             lease_until=now + self._lease_duration if runs_here else None,
-            deadline_at=None if timeout is None else now + _micros(timeout),
+            deadline_at=None if timeout is None else now + to_micros(timeout, "timeout"),
             created_at=now,
             updated_at=now,
             queue_name=queue,
@@ -494,7 +613,23 @@ class Durably:
                 f"choose another workflow_id, or start it with the same workflow and input "
                 f"to get the existing one"
             )
+        elif self._is_orphaned_here(stored):
+            # An earlier start of this very workflow committed but its caller saw an
+            # error (a connection lost after the commit, a timeout) and retried: the
+            # record is ours, its lease renewed by our heartbeat, and nothing runs it.
+            self._launch(stored)
         return identifier
+
+    def _is_orphaned_here(self, record: WorkflowRecord) -> bool:
+        """Whether ``record`` is claimed by this executor but not running in it."""
+        return (
+            self._is_worker
+            and not self._is_closing
+            and record.owner == self.executor_id
+            and record.status in LEASED_STATUSES
+            and record.workflow_id not in self._runs
+            and record.workflow_id not in self._relaunch
+        )
 
     @overload
     async def run(
@@ -602,6 +737,32 @@ class Durably:
         claimed = await self._worker.claim_due()
         return RecoveryReport(resumed=tuple(record.workflow_id for record in claimed))
 
+    def request_recovery(self) -> None:
+        """Ask for a recovery pass without waiting for it; callable from any thread.
+
+        Requests made within ``recovery_debounce`` of the first one are served by one
+        pass; a request made while a pass runs gets another pass after it. Each pass's
+        report goes to the streams of :meth:`recovery_reports`.
+
+        Raises:
+            AppClosedError: the app is not open.
+        """
+        self._require_open()
+        self._recovery_trigger.request()
+
+    def recovery_reports(self) -> RecoveryReports[RecoveryReport]:
+        """An async iterator over the reports of the requested recovery passes that end
+        from now on (see :meth:`request_recovery`); it ends when the app closes.
+
+        Raises:
+            AppClosedError: the app is not open.
+        """
+        self._require_open()
+        return self._recovery_trigger.subscribe()
+
+    async def _fire_tick(self, schedule: Schedule, tick: datetime) -> None:
+        await self.start(schedule.workflow_name, tick, workflow_id=schedule.workflow_id(tick))
+
     # -- acting on workflows ------------------------------------------------------------------
 
     async def send_signal(
@@ -630,7 +791,7 @@ class Durably:
         """
         self._require_open()
         validate_identifier(workflow_id, "workflow_id")
-        validate_identifier(name, "signal name")
+        validate_signal_name(name)
         if dedup_key is not None:
             validate_identifier(dedup_key, "dedup_key")
         encoded = self._env.codec.encode(
@@ -672,6 +833,8 @@ class Durably:
         self._interrupt_cancelled([workflow_id])
         self._notifier.notify(workflow_id)
         self._notifier.notify_work_due()
+        if record.status is WorkflowStatus.CANCELLED and self._env.children is not None:
+            await self._env.children.workflow_ended(workflow_id, record.status)
         return record.status
 
     # -- queries -----------------------------------------------------------------------------
@@ -706,6 +869,76 @@ class Durably:
         )
         return [WorkflowInfo.from_record(record) for record in records]
 
+    @overload
+    async def get_event(
+        self, workflow_id: str, key: str, *, timeout: timedelta | float | None = ...
+    ) -> Any: ...
+
+    @overload
+    async def get_event(
+        self,
+        workflow_id: str,
+        key: str,
+        *,
+        timeout: timedelta | float | None = ...,
+        type: type[R],
+    ) -> R | None: ...
+
+    async def get_event(
+        self,
+        workflow_id: str,
+        key: str,
+        *,
+        timeout: timedelta | float | None = 60.0,
+        type: object = Any,
+    ) -> Any:
+        """The latest value a workflow published with ``ctx.set_event(key, ...)``,
+        waiting for it to be set (see :mod:`durably.events`).
+
+        Args:
+            workflow_id: The publishing workflow.
+            key: The event's name.
+            timeout: Wait at most this long, on the app's clock (None: no limit).
+            type: Decode the value into this type (a dataclass, a pydantic model...);
+                by default it comes back as plain JSON data.
+
+        Returns:
+            The value, or None when the timeout passed first, or the workflow finished
+            without setting it.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+            PayloadError: the stored value does not fit ``type``.
+        """
+        self._require_open()
+        micros = None if timeout is None else to_micros(timeout, "get_event timeout")
+        return await events.get_event(self._env, workflow_id, key, timeout=micros, hint=type)
+
+    @overload
+    def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]: ...
+
+    @overload
+    def read_stream(self, workflow_id: str, key: str, *, type: type[R]) -> AsyncIterator[R]: ...
+
+    def read_stream(self, workflow_id: str, key: str, *, type: object = Any) -> AsyncIterator[Any]:
+        """Iterate over the entries a workflow writes with ``ctx.write_stream(key, ...)``,
+        in order, as they are written: ``async for entry in app.read_stream(id, key)``.
+
+        The iteration ends after the entry before ``ctx.close_stream(key)``, or once the
+        workflow has stopped (finished, or parked) and every entry was read.
+
+        Args:
+            workflow_id: The writing workflow.
+            key: The stream's name.
+            type: Decode each entry into this type; by default plain JSON data.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow (when iterating).
+            PayloadError: an entry does not fit ``type``.
+        """
+        self._require_open()
+        return events.read_stream(self._env, workflow_id, key, hint=type)
+
     async def watch(self, workflow_id: str) -> AsyncIterator[WorkflowInfo]:
         """Yield the workflow now, then again at every change, until it finishes.
 
@@ -734,7 +967,7 @@ class Durably:
     ) -> object:
         """Wait until the workflow finishes; return its decoded result (see handles)."""
         self._require_open()
-        deadline = None if timeout is None else self._clock.now() + _micros(timeout)
+        deadline = None if timeout is None else self._clock.now() + to_micros(timeout, "timeout")
         with self._notifier.watching(workflow_id):
             while True:
                 seen = self._notifier.generation(workflow_id)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from durably.errors import StepError
 from durably.models import ErrorInfo
+from durably.redaction import RedactingFormatter
 
 #: Default error formatter: the exception's text, cut at 1,000 characters.
 MAX_ERROR_MESSAGE = 1_000
@@ -28,7 +29,8 @@ def error_to_info(
 
     The traceback keeps only frame locations (file, line, function): no message line
     and no source text, so the formatter sees every piece of text derived from the
-    exception and no literal from the code is stored.
+    exception and no literal from the code is stored. A :class:`RedactingFormatter`
+    also redacts the traceback (paths and function names can hold secrets too).
     """
     error_type = type(error)
     frames = (
@@ -38,6 +40,8 @@ def error_to_info(
         )
         or None
     )
+    if frames is not None and isinstance(formatter, RedactingFormatter):
+        frames = formatter.redact(frames)
     return ErrorInfo(
         type=error_type.__qualname__,
         module=error_type.__module__,

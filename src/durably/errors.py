@@ -24,6 +24,7 @@ from :class:`BaseException` instead (see :class:`_ControlFlow`).
     ├── StepError                     a recorded step error whose type cannot be rebuilt
     ├── StepTimeoutError              a step ran past its timeout
     ├── CompensationError             a compensation failed after its retries
+    ├── MapFailedError                ctx.map stopped: too many of its items failed
     ├── LeaseLostError                this executor no longer owns the workflow (fenced)
     └── AppClosedError                the app is not open, or was closed
 """
@@ -139,6 +140,16 @@ class StepTimeoutError(DurablyError):
 
 class CompensationError(DurablyError):
     """A compensation still failed after its retries; the workflow is COMPENSATION_FAILED."""
+
+
+class MapFailedError(DurablyError):
+    """``ctx.map`` stopped: more items failed than it tolerates, or too many to reach
+    its ``min_successes``; ``result`` holds every item's outcome."""
+
+    def __init__(self, message: str | None = None, *, result: Any = None) -> None:
+        super().__init__(message)
+        #: The :class:`~durably.fan_out.MapResult` (None when rebuilt from a record).
+        self.result = result
 
 
 class LeaseLostError(DurablyError):

@@ -15,7 +15,7 @@ def validate_identifier(value: object, what: str) -> str:
 
     Rules, checked in order: a ``str``; not empty; not only whitespace; no leading or
     trailing whitespace; at most 256 characters; no control character (U+0000 to U+001F,
-    U+007F).
+    U+007F); no lone surrogate (U+D800 to U+DFFF: not text, it cannot be stored as UTF-8).
 
     Raises:
         TypeError: ``value`` is not a string.
@@ -43,4 +43,34 @@ def validate_identifier(value: object, what: str) -> str:
                 f"{what} must not contain control characters, got {_shown(value)} "
                 f"(U+{ord(character):04X} at position {position})"
             )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"{what} must be valid Unicode text, got {_shown(value)}: it holds a lone "
+            f"surrogate (U+{ord(value[error.start]):04X} at position {error.start}), half of "
+            f"a UTF-16 pair, which cannot be stored as UTF-8"
+        ) from None
     return value
+
+
+#: Names starting with this are durably's own (the signals that link child workflows
+#: to their parents); signal names given by users may not start with it.
+RESERVED_PREFIX = "__durably."
+
+
+def validate_signal_name(value: object) -> str:
+    """Return ``value`` if it is a usable signal name (see :func:`validate_identifier`)
+    that is not reserved by durably.
+
+    Raises:
+        TypeError: ``value`` is not a string.
+        ValueError: it breaks an identifier rule, or starts with ``"__durably."``.
+    """
+    name = validate_identifier(value, "signal name")
+    if name.startswith(RESERVED_PREFIX):
+        raise ValueError(
+            f"signal name {_shown(name)} starts with {RESERVED_PREFIX!r}, which is reserved "
+            f"for durably's own signals; choose another name"
+        )
+    return name

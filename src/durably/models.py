@@ -111,6 +111,29 @@ class OperationKind(StrEnum):
     RANDOM = "RANDOM"
     UUID = "UUID"
     COMPENSATION = "COMPENSATION"
+    #: A marker recorded by ``ctx.patched(change_id)`` on a live run: this workflow
+    #: took the new code path of that change (its name is the change id).
+    PATCH = "PATCH"
+    #: ``ctx.set_event(key, value)``: the name is the key; the latest one per key is
+    #: what ``app.get_event`` returns.
+    EVENT = "EVENT"
+    #: ``ctx.write_stream(key, value)``: one entry of the stream named by the key.
+    STREAM = "STREAM"
+    #: ``ctx.close_stream(key)``: the stream's end; readers stop here.
+    STREAM_CLOSE = "STREAM_CLOSE"
+    #: ``ctx.start_child(workflow, ...)``: the name is the child workflow's name, the
+    #: result the child's id.
+    CHILD = "CHILD"
+    #: Awaiting a child's result (``handle.result()``): the name is the child's id;
+    #: the child's result, or its status and error when it did not complete.
+    CHILD_RESULT = "CHILD_RESULT"
+    #: The outcome of ``ctx.map``: which items it settled before its policy decided.
+    MAP = "MAP"
+
+
+#: Operations that readers outside the workflow wait for (``app.get_event``,
+#: ``app.read_stream``): recording one also wakes readers in other processes.
+PUBLISHED_KINDS = frozenset({OperationKind.EVENT, OperationKind.STREAM, OperationKind.STREAM_CLOSE})
 
 
 class OperationStatus(StrEnum):

@@ -53,7 +53,7 @@ class Queue:
                     f"queue {self.name!r}: {field} must be a positive integer or None "
                     f"(unlimited), not {value!r}"
                 )
-        if to_micros(self.per) <= 0:
+        if to_micros(self.per, "per") <= 0:
             raise ConfigurationError(f"queue {self.name!r}: per must be a positive duration")
 
     @property

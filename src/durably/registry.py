@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypedDict, cast
@@ -25,10 +25,20 @@ class WorkflowDefinition:
     name: str
     fn: Callable[..., Any]
     version: str
+    #: Older versions whose unfinished workflows this code also runs (it replays their
+    #: histories, e.g. by guarding its changes with ``ctx.patched()``).
+    also_runs: frozenset[str] = frozenset()
     is_async: bool
     signature: inspect.Signature
     input_hint: object
     result_hint: object
+
+    @property
+    def runnable_versions(self) -> frozenset[str]:
+        """The recorded versions an executor with this code claims: its own version and
+        those it declares with ``also_runs`` (workflows recorded without a version,
+        ``""``, are claimed whatever the code's version)."""
+        return self.also_runs | {self.version}
 
     def bind_input(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Bind call arguments (without the context) to parameter names.
@@ -69,15 +79,24 @@ class Registry:
     workflows: dict[str, WorkflowDefinition] = field(default_factory=dict)
 
     def register_workflow(
-        self, fn: Callable[..., Any], *, name: str | None = None, version: str | None = None
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        also_runs: Collection[str] = (),
     ) -> WorkflowDefinition:
         """Register ``fn`` as a workflow.
 
         Raises:
-            ConfigurationError: the function takes no context parameter, or another
-                function is already registered under the name.
+            ConfigurationError: the function takes no context parameter, another
+                function is already registered under the name, or a version is not
+                a usable string (see ``validate_identifier``).
         """
-        workflow_name = validate_identifier(name or fn.__qualname__, "workflow name")
+        workflow_name = validate_identifier(
+            fn.__qualname__ if name is None else name, "workflow name"
+        )
+        older_versions = _older_versions(workflow_name, version, also_runs)
         signature = inspect.signature(fn)
         parameters = list(signature.parameters.values())
         if not parameters or parameters[0].kind not in (
@@ -111,6 +130,7 @@ class Registry:
             name=workflow_name,
             fn=fn,
             version=version if version is not None else source_version(fn),
+            also_runs=older_versions,
             is_async=inspect.iscoroutinefunction(fn),
             signature=signature,
             input_hint=input_hint,
@@ -148,6 +168,38 @@ class Registry:
     def names(self) -> list[str]:
         """Names of every registered workflow."""
         return sorted(self.workflows)
+
+    def versions(self) -> dict[str, tuple[str, ...]]:
+        """The versions this code runs, by workflow name, each with the version it
+        records first and then those it declares with ``also_runs``: what its
+        executor claims (see ``store/base.py``)."""
+        return {
+            name: (definition.version, *sorted(definition.also_runs - {definition.version}))
+            for name, definition in self.workflows.items()
+        }
+
+
+def _older_versions(
+    workflow_name: str, version: str | None, also_runs: Collection[str]
+) -> frozenset[str]:
+    """Check the version options of ``@app.workflow``; return ``also_runs`` as a set."""
+    if version is not None:
+        _check_version(workflow_name, version, "version")
+    if isinstance(also_runs, str) or not isinstance(also_runs, Collection):
+        raise ConfigurationError(
+            f"workflow {workflow_name!r}: also_runs must be a list of version strings, "
+            f'such as also_runs=["1"], not {also_runs!r}'
+        )
+    for older in also_runs:
+        _check_version(workflow_name, older, "a version in also_runs")
+    return frozenset(also_runs)
+
+
+def _check_version(workflow_name: str, version: object, what: str) -> None:
+    try:
+        validate_identifier(version, f"{what} of workflow {workflow_name!r}")
+    except (TypeError, ValueError) as error:
+        raise ConfigurationError(f'{error} (versions are strings such as "2")') from None
 
 
 def source_version(fn: Callable[..., Any]) -> str:

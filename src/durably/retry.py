@@ -7,6 +7,7 @@ capped at ``max_delay``, then jittered by ``± jitter`` (so a jittered delay may
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,15 +16,45 @@ from typing import Any, Literal
 Kind = Literal["none", "fixed", "exponential"]
 
 
+#: The longest delay a policy may produce before jitter: 100 years, the limit of every
+#: durable duration (a wake-up time within it of now fits 64-bit microseconds).
+MAX_DELAY_MS = 36_525 * 86_400 * 1000.0
+
+
+def _number(value: object, parameter: str, rule: str) -> float:
+    """``value`` as a finite float, or ValueError naming ``parameter`` and ``rule``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(
+            f"{parameter} must be a number {rule}, got {type(value).__name__} {value!r}"
+        )
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{parameter} must be a finite number {rule}, got {value!r}")
+    return number
+
+
+def _check_millis(millis: object, parameter: str) -> float:
+    number = _number(millis, parameter, "of milliseconds between 0 and 100 years")
+    if not 0 <= number <= MAX_DELAY_MS:
+        raise ValueError(
+            f"{parameter} must be between 0 and 100 years (36,525 days), got {millis!r} ms"
+        )
+    return number
+
+
 def _to_millis(value: timedelta | float, parameter: str) -> float:
+    """A delay given as a timedelta or seconds, in milliseconds, checked."""
+    rule = "between 0 and 100 years (a timedelta or seconds)"
     if isinstance(value, timedelta):
         millis = value.total_seconds() * 1000
-    elif isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{parameter} must be a timedelta or seconds, got {value!r}")
     else:
-        millis = float(value) * 1000
-    if millis < 0 or millis != millis:
-        raise ValueError(f"{parameter} must be >= 0, got {value!r}")
+        seconds = _number(value, parameter, rule)
+        millis = seconds * 1000
+    if not 0 <= millis <= MAX_DELAY_MS:
+        raise ValueError(f"{parameter} must be a duration {rule}, got {value!r}")
     return millis
 
 
@@ -59,9 +90,11 @@ class RetryPolicy:
             raise ValueError(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts!r}")
-        if not self.multiplier >= 1:
+        _check_millis(self.initial_delay_ms, "initial_delay_ms")
+        _check_millis(self.max_delay_ms, "max_delay_ms")
+        if not _number(self.multiplier, "multiplier", ">= 1") >= 1:
             raise ValueError(f"multiplier must be >= 1, got {self.multiplier!r}")
-        if not 0 <= self.jitter <= 1:
+        if not 0 <= _number(self.jitter, "jitter", "between 0 and 1") <= 1:
             raise ValueError(f"jitter must be between 0 and 1, got {self.jitter!r}")
         _check_classes(self.retry_on, "retry_on")
         _check_classes(self.dont_retry_on, "dont_retry_on")
@@ -169,7 +202,11 @@ class RetryPolicy:
         """
         if self.kind == "none":
             return 0
-        base = self.initial_delay_ms * self.multiplier ** (attempt - 1)
+        try:
+            growth = float(self.multiplier) ** (attempt - 1)
+        except OverflowError:  # beyond any float: the cap applies
+            growth = math.inf
+        base = self.initial_delay_ms * growth if self.initial_delay_ms > 0 else 0.0
         capped = min(base, self.max_delay_ms)
         if self.jitter > 0:
             capped = capped * (1 + (2 * random_value - 1) * self.jitter)

@@ -7,10 +7,12 @@ import logging
 from typing import Any
 
 from durably.context import Context
+from durably.corrupt_records import CorruptHistory, unreadable_history
 from durably.environment import RunEnvironment
 from durably.error_records import error_to_info
 from durably.errors import (
     CompensationError,
+    CorruptRecordError,
     LeaseLostError,
     NonDeterminismError,
     PayloadError,
@@ -22,6 +24,7 @@ from durably.errors import (
     _Suspend,
 )
 from durably.models import Fence, WorkflowRecord, WorkflowStatus, micros_to_datetime
+from durably.observability.scope import enter_run_scope
 from durably.registry import WorkflowDefinition
 from durably.replay import check_fully_replayed
 from durably.step_call import current_workflow_context
@@ -63,6 +66,8 @@ class WorkflowRun:
         #: lease is renewed), so the engine runs it again after a pause.
         self.failed_on_store = False
         self.record = record
+        #: The error the run ended with (for the observers' run hooks).
+        self._final_error: BaseException | None = None
 
     def interrupt(self, error: BaseException) -> None:
         """Cancel the running body: its current operation stops and the next one
@@ -89,19 +94,38 @@ class WorkflowRun:
         env = self._env
         record = self._record
         self._task = asyncio.current_task()
+        enter_run_scope(record.workflow_id, record.workflow_name, self._fence.owner)
         env.observers.emit("on_workflow_start", record.workflow_id, record.workflow_name)
         if self._recovered:
             env.observers.emit("on_recovery_start", record.workflow_id)
+        observed = env.observers.workflow_run_started(
+            workflow_id=record.workflow_id,
+            workflow_name=record.workflow_name,
+            version=record.version,
+            executor_id=self._fence.owner,
+            recovered=self._recovered,
+            started_at=env.clock.now(),
+        )
+        status: WorkflowStatus | None
         try:
             status = await self._execute()
         except _Abandon as abandon:
-            logger.info("workflow %s abandoned: %s", record.workflow_id, abandon.reason)
-            self.failed_on_store = isinstance(abandon.__cause__, StoreError)
-            status = None
+            if isinstance(abandon.__cause__, CorruptRecordError):
+                status = await self._park_unreadable(abandon.__cause__)
+            else:
+                logger.info("workflow %s abandoned: %s", record.workflow_id, abandon.reason)
+                self.failed_on_store = isinstance(abandon.__cause__, StoreError)
+                self._final_error = abandon
+                status = None
+        except CorruptHistory as stop:  # a recorded compensation error is unreadable
+            status = await self._park_unreadable(stop.error)
+        except CorruptRecordError as error:  # not transient: running it again cannot help
+            status = await self._park_unreadable(error)
         except asyncio.CancelledError:
             if not isinstance(self._pending_interrupt, _Abandon) and not isinstance(
                 self._context.interruption if self._context else None, _Abandon
             ):
+                env.observers.workflow_run_ended(observed, None, env.clock.now())
                 raise
             logger.info("workflow %s abandoned while stopping", record.workflow_id)
             status = None
@@ -109,7 +133,12 @@ class WorkflowRun:
             env.observers.emit("on_error", record.workflow_id, "run", error)
             logger.warning("workflow %s abandoned: %s", record.workflow_id, error)
             self.failed_on_store = isinstance(error, StoreError)
+            self._final_error = error
             status = None
+        except BaseException as error:
+            env.observers.workflow_run_ended(observed, None, env.clock.now(), error)
+            raise
+        env.observers.workflow_run_ended(observed, status, env.clock.now(), self._final_error)
         if status is not None and status is not WorkflowStatus.SUSPENDED:
             env.observers.emit("on_workflow_finish", record.workflow_id, status)
         if self._recovered and status is not None:
@@ -117,6 +146,8 @@ class WorkflowRun:
                 "on_recovery_complete", record.workflow_id, status is WorkflowStatus.COMPLETED
             )
         env.notifier.notify(record.workflow_id)
+        if status is not None and status.is_terminal and env.children is not None:
+            await env.children.workflow_ended(record.workflow_id, status)  # parent, children
         return status
 
     async def _execute(self) -> WorkflowStatus:
@@ -131,7 +162,12 @@ class WorkflowRun:
                     f"that crashes or exhausts the process), then resume it"
                 ),
             )
-        history = await env.store.load_history(record.workflow_id)
+        try:
+            history = await env.store.load_history(record.workflow_id)
+        except CorruptRecordError as error:
+            return await self._finish(
+                WorkflowStatus.PARKED, error=unreadable_history(record.workflow_id, error)
+            )
         context = Context(
             env,
             workflow_id=record.workflow_id,
@@ -162,6 +198,8 @@ class WorkflowRun:
                 deadline_timer.cancel()
         if context.nondeterminism is not None:
             return await self._finish(WorkflowStatus.PARKED, error=context.nondeterminism)
+        if context.corrupt_record is not None:
+            return await self._finish(WorkflowStatus.PARKED, error=context.corrupt_record)
         if isinstance(outcome, _Suspend):
             await context.wait_until_idle()
             await env.store.suspend_workflow(
@@ -175,6 +213,8 @@ class WorkflowRun:
             return WorkflowStatus.SUSPENDED
         if isinstance(outcome, _Abandon):
             raise outcome
+        if env.hooks is not None:
+            env.hooks.body_ended(context)  # the test kit may stop the run here (replay)
         if isinstance(outcome, _Completed):
             try:
                 check_fully_replayed(
@@ -268,6 +308,25 @@ class WorkflowRun:
         final = WorkflowStatus.CANCELLED if cancelled else WorkflowStatus.COMPENSATED
         return await self._finish(final, error=error)
 
+    async def _park_unreadable(self, error: CorruptRecordError) -> WorkflowStatus | None:
+        """Park the workflow because a stored record of it cannot be read; None (the run
+        is abandoned) when even that write fails."""
+        workflow_id = self._record.workflow_id
+        if not error.context.get("explained"):
+            error = unreadable_history(workflow_id, error)
+        logger.error("workflow %s parked: %s", workflow_id, error)
+        try:
+            return await self._finish(WorkflowStatus.PARKED, error=error)
+        except (LeaseLostError, StoreError) as failure:
+            logger.warning("workflow %s could not be parked: %s", workflow_id, failure)
+            # A store that failed may let the retry park it; a record it cannot read
+            # back after the write would fail the same way again.
+            self.failed_on_store = isinstance(failure, StoreError) and not isinstance(
+                failure, CorruptRecordError
+            )
+            self._final_error = failure
+            return None
+
     async def _finish(
         self,
         status: WorkflowStatus,
@@ -276,6 +335,7 @@ class WorkflowRun:
         error: BaseException | None = None,
     ) -> WorkflowStatus:
         env = self._env
+        self._final_error = error
         info = None if error is None else error_to_info(error, env.error_formatter).to_json()
         await env.store.set_workflow_status(
             self._fence, status, now=env.clock.now(), result=result, error=info

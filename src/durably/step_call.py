@@ -51,6 +51,10 @@ def current_step() -> StepInfo:
     return info
 
 
+#: Attribute set on the functions ``@app.step`` returns: their :class:`StepDefinition`.
+STEP_ATTRIBUTE = "__durably_step__"
+
+
 def step_function(definition: StepDefinition) -> Callable[..., Any]:
     """The function ``@app.step`` returns: a durable step inside a workflow (through the
     running context's ``call_step``), a plain call outside one."""
@@ -63,6 +67,7 @@ def step_function(definition: StepDefinition) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         return context.call_step(definition, args, kwargs)  # type: ignore[attr-defined]
 
+    setattr(call, STEP_ATTRIBUTE, definition)  # so that ctx.map uses the step's options
     return call
 
 

@@ -7,11 +7,20 @@ loop thread, for programs that never write ``async``. A plain ``def`` workflow g
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Coroutine, Sequence
-from datetime import timedelta
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterator,
+    Sequence,
+)
+from datetime import timedelta, tzinfo
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from durably._portal import Portal, ensure_no_running_loop
 from durably.engine import Durably, RecoveryReport
@@ -20,6 +29,7 @@ from durably.handles import WorkflowHandle, WorkflowInfo
 from durably.models import WorkflowStatus
 from durably.queues import Queue
 from durably.retry import RetryPolicy
+from durably.schedules import DEFAULT_MAX_BACKFILL
 from durably.sync_context import SyncContext
 
 __all__ = ["SyncContext", "SyncDurably", "SyncWorkflowHandle"]
@@ -83,9 +93,15 @@ class SyncDurably:
             raise AppClosedError()
         return self._portal.call(factory, api=f"SyncDurably.{api}")
 
-    def workflow(self, name: str | None = None, *, version: str | None = None) -> Callable[[F], F]:
+    def workflow(
+        self,
+        name: str | None = None,
+        *,
+        version: str | None = None,
+        also_runs: Collection[str] = (),
+    ) -> Callable[[F], F]:
         """Register a workflow (see Durably.workflow)."""
-        return self.app.workflow(name, version=version)
+        return self.app.workflow(name, version=version, also_runs=also_runs)
 
     def queue(
         self,
@@ -115,6 +131,20 @@ class SyncDurably:
     ) -> Callable[[F], F]:
         """Declare a step (see Durably.step)."""
         return self.app.step(name, retry=retry, timeout=timeout, compensate=compensate)
+
+    def scheduled(
+        self,
+        cron: str,
+        *,
+        name: str | None = None,
+        timezone: str | tzinfo = "UTC",
+        backfill: bool = False,
+        max_backfill: int = DEFAULT_MAX_BACKFILL,
+    ) -> Callable[[F], F]:
+        """Run a workflow on a cron schedule (see Durably.scheduled)."""
+        return self.app.scheduled(
+            cron, name=name, timezone=timezone, backfill=backfill, max_backfill=max_backfill
+        )
 
     def open(self) -> None:
         """Open the app on a background event loop."""
@@ -245,3 +275,74 @@ class SyncDurably:
     def recover(self) -> RecoveryReport:
         """Claim and resume every claimable workflow now (see Durably.recover)."""
         return self.call(self.app.recover, "recover")
+
+    def request_recovery(self) -> None:
+        """Ask for a debounced recovery pass (see Durably.request_recovery)."""
+        self.app.request_recovery()
+
+    def recovery_reports(self) -> Iterator[RecoveryReport]:
+        """Iterate over the reports of requested recovery passes, blocking for each
+        (see Durably.recovery_reports)."""
+        return self.iterate(self.app.recovery_reports(), "recovery_reports")
+
+    @overload
+    def get_event(
+        self, workflow_id: str, key: str, *, timeout: timedelta | float | None = ...
+    ) -> Any: ...
+
+    @overload
+    def get_event(
+        self,
+        workflow_id: str,
+        key: str,
+        *,
+        timeout: timedelta | float | None = ...,
+        type: type[T],
+    ) -> T | None: ...
+
+    def get_event(
+        self,
+        workflow_id: str,
+        key: str,
+        *,
+        timeout: timedelta | float | None = 60.0,
+        type: object = Any,
+    ) -> Any:
+        """The latest value of a workflow's event, waiting for it (see Durably.get_event)."""
+        return self.call(
+            lambda: self.app.get_event(workflow_id, key, timeout=timeout, type=type),  # type: ignore[call-overload]
+            "get_event",
+        )
+
+    @overload
+    def read_stream(self, workflow_id: str, key: str) -> Iterator[Any]: ...
+
+    @overload
+    def read_stream(self, workflow_id: str, key: str, *, type: type[T]) -> Iterator[T]: ...
+
+    def read_stream(self, workflow_id: str, key: str, *, type: object = Any) -> Iterator[Any]:
+        """Iterate over a stream's entries as they are written, blocking for each one
+        (see Durably.read_stream)."""
+        stream = self.app.read_stream(workflow_id, key, type=type)  # type: ignore[call-overload]
+        return self.iterate(stream, "read_stream")
+
+    def iterate(self, stream: AsyncIterator[T], api: str) -> Iterator[T]:
+        """Iterate over an async iterator of the app, each step run on the background
+        loop; leaving the iteration early closes ``stream`` there."""
+        try:
+            while True:
+
+                async def next_entry() -> list[T]:
+                    try:
+                        return [await anext(stream)]
+                    except StopAsyncIteration:
+                        return []
+
+                entries = self.call(next_entry, api)
+                if not entries:
+                    return
+                yield entries[0]
+        finally:
+            if isinstance(stream, AsyncGenerator) and self._portal is not None:
+                with contextlib.suppress(RuntimeError, AppClosedError):
+                    self.call(stream.aclose, api)

@@ -11,12 +11,14 @@ import asyncio
 import concurrent.futures
 import threading
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
+from durably.composition import ChildHandle
 from durably.context import Context
 from durably.errors import _Abandon
+from durably.fan_out import MapResult
 from durably.registry import StepDefinition
 from durably.retry import RetryPolicy
 from durably.step_call import current_workflow_context
@@ -124,6 +126,90 @@ class SyncContext:
         """A random UUID, recorded."""
         return self._call(self._context.uuid4)
 
+    def patched(self, change_id: str) -> bool:
+        """Whether this workflow takes the new code path of a change (see
+        :meth:`Context.patched`)."""
+        context = self._context
+        return self._call(lambda: context.patched(change_id))
+
+    def set_event(self, key: str, value: object) -> None:
+        """Publish a value readable outside (see :meth:`Context.set_event`)."""
+        context = self._context
+        self._call(lambda: context.set_event(key, value))
+
+    def write_stream(self, key: str, value: object) -> None:
+        """Append an entry to a stream (see :meth:`Context.write_stream`)."""
+        context = self._context
+        self._call(lambda: context.write_stream(key, value))
+
+    def close_stream(self, key: str) -> None:
+        """End a stream (see :meth:`Context.close_stream`)."""
+        context = self._context
+        self._call(lambda: context.close_stream(key))
+
+    def start_child(
+        self,
+        workflow: Callable[..., Any] | str,
+        /,
+        *args: Any,
+        workflow_id: str | None = None,
+        timeout: timedelta | float | None = None,
+        **kwargs: Any,
+    ) -> SyncChildHandle[Any]:
+        """Start a child workflow (see :meth:`Context.start_child`)."""
+        context = self._context
+        handle = self._call(
+            lambda: context.start_child(
+                workflow, *args, workflow_id=workflow_id, timeout=timeout, **kwargs
+            )
+        )
+        return SyncChildHandle(self, handle)
+
+    def run_child(
+        self,
+        workflow: Callable[..., Any] | str,
+        /,
+        *args: Any,
+        workflow_id: str | None = None,
+        timeout: timedelta | float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Start a child workflow and wait for its result (see :meth:`Context.run_child`)."""
+        context = self._context
+        return self._call(
+            lambda: context.run_child(
+                workflow, *args, workflow_id=workflow_id, timeout=timeout, **kwargs
+            )
+        )
+
+    def map(
+        self,
+        fn: Callable[..., Any] | str,
+        items: Iterable[Any],
+        /,
+        *,
+        name: str | None = None,
+        max_concurrency: int | None = None,
+        min_successes: int | None = None,
+        tolerated_failures: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: timedelta | float | None = None,
+    ) -> MapResult[Any]:
+        """Run a step or child workflow for every item (see :meth:`Context.map`)."""
+        context = self._context
+        return self._call(
+            lambda: context.map(
+                fn,
+                items,
+                name=name,
+                max_concurrency=max_concurrency,
+                min_successes=min_successes,
+                tolerated_failures=tolerated_failures,
+                retry=retry,
+                timeout=timeout,
+            )
+        )
+
     def _call(self, factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
         async def invoke() -> T:
             return await factory()
@@ -150,6 +236,24 @@ class SyncContext:
         """Run the workflow function in this (worker) thread."""
         current_workflow_context.set(self)
         return fn(self, *args, **kwargs)
+
+
+class SyncChildHandle(Generic[R]):
+    """A child workflow started by :meth:`SyncContext.start_child` (see
+    :class:`~durably.composition.ChildHandle`)."""
+
+    def __init__(self, context: SyncContext, handle: ChildHandle[R]) -> None:
+        self._context = context
+        self._handle = handle
+        self.workflow_id = handle.workflow_id
+        self.workflow_name = handle.workflow_name
+
+    def __repr__(self) -> str:
+        return f"SyncChildHandle({self.workflow_id!r}, workflow={self.workflow_name!r})"
+
+    def result(self) -> R:
+        """Wait for the child to end and return its result (a durable operation)."""
+        return self._context._call(self._handle.result)
 
 
 async def run_sync_body(fn: Callable[..., Any], context: Context, args: Any, kwargs: Any) -> Any:

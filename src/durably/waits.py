@@ -12,7 +12,7 @@ from durably.environment import to_micros
 from durably.errors import (
     _Suspend,
 )
-from durably.identifiers import validate_identifier
+from durably.identifiers import validate_identifier, validate_signal_name
 from durably.models import (
     OperationKind,
     OperationRecord,
@@ -32,7 +32,7 @@ class DurableWaits(ContextCore):
         it by replay.
         """
         validate_identifier(name, "sleep name")
-        micros = to_micros(duration)
+        micros = to_micros(duration, "sleep duration")
         return self._track(self._sleep(self._take_seq(), name, micros))
 
     @overload
@@ -64,16 +64,18 @@ class DurableWaits(ContextCore):
         Returns:
             The signal's payload, or None on timeout.
         """
-        validate_identifier(name, "signal name")
-        micros = None if timeout is None else to_micros(timeout)
+        validate_signal_name(name)
+        micros = None if timeout is None else to_micros(timeout, "wait_signal timeout")
         return self._track(self._wait_signal(self._take_seq(), name, micros, payload_type))
 
     async def _sleep(self, seq: int, name: str, duration: int) -> None:
         recorded = self._replayed(seq, OperationKind.SLEEP, name)
+        if recorded is not None and recorded.status is OperationStatus.COMPLETED:
+            return
         if recorded is None:
             self._raise_if_interrupted()
-            now = self._env.clock.now()
-            wake_at = now + duration
+            started = self._env.clock.now()
+            wake_at = started + duration
             await self._record(
                 OperationRecord(
                     workflow_id=self.workflow_id,
@@ -81,16 +83,34 @@ class DurableWaits(ContextCore):
                     kind=OperationKind.SLEEP,
                     name=name,
                     status=OperationStatus.WAITING,
-                    started_at=now,
+                    started_at=started,
                     wake_at=wake_at,
                 )
             )
         else:
-            wake_at = recorded.wake_at or recorded.started_at
-            if wake_at <= self._env.clock.now():
-                return
-            self._raise_if_interrupted()
+            started, wake_at = recorded.started_at, recorded.wake_at or recorded.started_at
+            if wake_at > self._env.clock.now():
+                self._raise_if_interrupted()
         await self._wait_until(wake_at, f"sleep {name!r}")
+        await self._complete_sleep(seq, name, started, wake_at)
+
+    async def _complete_sleep(self, seq: int, name: str, started: int, wake_at: int) -> None:
+        """Record the ended sleep COMPLETED (it was WAITING), once: a replay that finds it
+        so writes nothing. Skipped when the run is being stopped: the next run does it."""
+        if self._interrupt is not None:
+            return
+        await self._record(
+            OperationRecord(
+                workflow_id=self.workflow_id,
+                seq=seq,
+                kind=OperationKind.SLEEP,
+                name=name,
+                status=OperationStatus.COMPLETED,
+                started_at=started,
+                finished_at=self._env.clock.now(),
+                wake_at=wake_at,
+            )
+        )
 
     async def _wait_signal(
         self, seq: int, name: str, timeout: int | None, payload_type: object

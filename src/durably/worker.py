@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from durably.clock import Clock
 from durably.errors import StoreError
@@ -60,12 +60,15 @@ class Worker:
         claim_batch_size: int,
         free_slots: Callable[[], int] = lambda: 1 << 30,
         queues: Callable[[], Collection[QueueLimits]] = list,
+        versions: Callable[[], Mapping[str, Sequence[str]]] | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._notifier = notifier
         self._executor_id = executor_id
         self._names = names
+        #: The versions this executor runs, by name (None: every version).
+        self._versions = versions
         self._launch = launch
         self._on_cancel_requested = on_cancel_requested
         self._lease_duration = lease_duration
@@ -109,6 +112,7 @@ class Worker:
     async def claim_due(self) -> list[WorkflowRecord]:
         """Claim every claimable workflow now and launch each; return what was claimed."""
         names = list(self._names())
+        versions = None if self._versions is None else self._versions()
         claimed_all: list[WorkflowRecord] = []
         if not names:
             return claimed_all
@@ -123,6 +127,7 @@ class Worker:
                 now=now,
                 lease_until=now + self._lease_duration,
                 limit=limit,
+                versions=versions,
             )
             for record in claimed:
                 self._launch(record)
@@ -130,10 +135,15 @@ class Worker:
             if len(claimed) < limit:
                 break
         for queue in self._queues():
-            claimed_all.extend(await self._claim_queue(queue, names))
+            claimed_all.extend(await self._claim_queue(queue, names, versions))
         return claimed_all
 
-    async def _claim_queue(self, queue: QueueLimits, names: list[str]) -> list[WorkflowRecord]:
+    async def _claim_queue(
+        self,
+        queue: QueueLimits,
+        names: list[str],
+        versions: Mapping[str, Sequence[str]] | None,
+    ) -> list[WorkflowRecord]:
         """Claim what the queue's limits and this process's free slots allow."""
         claimed_all: list[WorkflowRecord] = []
         while True:
@@ -148,6 +158,7 @@ class Worker:
                 now=now,
                 lease_until=now + self._lease_duration,
                 limit=limit,
+                versions=versions,
             )
             for record in claimed:
                 self._launch(record)
@@ -164,7 +175,10 @@ class Worker:
             started = self._clock.now()
             try:
                 claimed = await self.claim_due()
-                next_wake = await self._store.next_wake_time(names=list(self._names()))
+                next_wake = await self._store.next_wake_time(
+                    names=list(self._names()),
+                    versions=None if self._versions is None else self._versions(),
+                )
             except StoreError as error:
                 logger.warning("claiming work failed, will retry: %s", error)
                 claimed, next_wake = [], None

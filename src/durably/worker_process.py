@@ -59,12 +59,24 @@ def load_app(spec: str) -> Durably:
     return app
 
 
-async def serve(app: Durably, *, grace: timedelta, stop: asyncio.Event | None = None) -> None:
-    """Run ``app`` as a worker until ``stop`` is set or SIGTERM/SIGINT arrives."""
+async def serve(
+    app: Durably, *, grace: timedelta | float = 10.0, stop: asyncio.Event | None = None
+) -> None:
+    """Run ``app`` as a worker until ``stop`` is set or SIGTERM/SIGINT arrives.
+
+    The signals are caught only where the event loop can (its main thread, not on
+    Windows); elsewhere only ``stop`` ends the run.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (ValueError, RuntimeError, NotImplementedError) as error:
+            logger.debug("cannot catch %s here (%s); stop with the stop event", signum, error)
+        else:
+            handled.append(signum)
     try:
         async with app:
             names = sorted(app.registry.names())
@@ -80,7 +92,7 @@ async def serve(app: Durably, *, grace: timedelta, stop: asyncio.Event | None = 
             await app.close(grace=grace)
         logger.info("worker %s stopped", app.executor_id)
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in handled:
             loop.remove_signal_handler(signum)
 
 

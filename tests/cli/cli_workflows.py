@@ -1,7 +1,8 @@
 """Workflows that the CLI tests record, and that ``durably replay --app`` imports.
 
 ``app`` is the code as recorded; ``changed_app`` inserts a step into ``approval``
-before ``charge`` (old histories no longer replay); ``extended_app`` adds a step
+before ``charge`` (old histories no longer replay, although it declares that it also
+runs their version 1, so its workers resume them and park them); ``extended_app`` adds a step
 after ``charge`` that writes the file named by ``$DURABLY_CLI_TEST_MARKER`` (old
 histories of waiting workflows still replay; the new step would run live). Run as a
 program: ``stuck URL ID`` starts a ``stuck`` workflow, prints ``blocked`` once its
@@ -109,7 +110,11 @@ def build_app(store: Any, *, variant: str = "recorded", **options: Any) -> durab
     options.setdefault("inline_wait", 0)
     app = durably.Durably(store, **options)
 
-    @app.workflow(name="approval", version={"changed": "2", "extended": "3"}.get(variant, "1"))
+    @app.workflow(
+        name="approval",
+        version={"changed": "2", "extended": "3"}.get(variant, "1"),
+        also_runs=["1"] if changed else (),
+    )
     async def approval(ctx: durably.Context, order: Order) -> str:
         reservation = await ctx.step("reserve", reserve, order, compensate=release)
         if changed:

@@ -120,9 +120,10 @@ def test_doctor_with_the_deployed_app_reports_a_version_change(cli: Cli) -> None
     record(cli.url, lambda app: start_waiting_approval(app, "order-1"))
     diagnosis = cli.json("doctor", "order-1", "--app", "cli_workflows:changed_app")
     summaries = [finding["summary"] for finding in diagnosis["findings"]]
-    assert "it was recorded by version '1' of 'approval'; the given app runs version '2'" in (
-        summaries
-    )
+    assert (
+        "it was recorded by version '1' of 'approval'; the given app runs version '2' and "
+        "declares that it also runs '1' (also_runs)"
+    ) in summaries
 
 
 def test_doctor_finds_a_pending_workflow_that_no_worker_will_claim(cli: Cli) -> None:

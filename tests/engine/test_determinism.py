@@ -69,7 +69,7 @@ async def test_changed_code_parks_the_workflow_with_a_clear_error(
 
     first = app_factory()
 
-    @first.workflow(name="evolving")
+    @first.workflow(name="evolving", version="1")
     async def version_one(ctx: Context) -> None:
         await ctx.step("charge", first_step, compensate=undo)
         await ctx.step("hold", hold)
@@ -80,7 +80,7 @@ async def test_changed_code_parks_the_workflow_with_a_clear_error(
     gate.set()
     second = app_factory()
 
-    @second.workflow(name="evolving")
+    @second.workflow(name="evolving", version="1")
     async def version_two(ctx: Context) -> None:
         await ctx.step("validate", first_step, compensate=undo)
         await ctx.step("hold", hold)
@@ -116,7 +116,7 @@ async def test_swallowed_non_determinism_still_parks(
 
     first = app_factory()
 
-    @first.workflow(name="sneaky")
+    @first.workflow(name="sneaky", version="1")
     async def original(ctx: Context) -> None:
         await ctx.step("a", value)
         await ctx.step("hold", hold)
@@ -127,7 +127,7 @@ async def test_swallowed_non_determinism_still_parks(
     gate.set()
     second = app_factory()
 
-    @second.workflow(name="sneaky")
+    @second.workflow(name="sneaky", version="1")
     async def changed(ctx: Context) -> str:
         try:
             await ctx.step("b", value)
@@ -160,7 +160,7 @@ async def test_removed_operations_are_detected_when_the_body_finishes(
 
     first = app_factory()
 
-    @first.workflow(name="shrinking")
+    @first.workflow(name="shrinking", version="1")
     async def long_version(ctx: Context) -> None:
         await ctx.step("a", value)
         await ctx.step("b", value)
@@ -172,7 +172,7 @@ async def test_removed_operations_are_detected_when_the_body_finishes(
     gate.set()
     second = app_factory()
 
-    @second.workflow(name="shrinking")
+    @second.workflow(name="shrinking", version="1")
     async def short_version(ctx: Context) -> int:
         return await ctx.step("a", value)
 

@@ -87,7 +87,7 @@ async def test_closing_an_app_leaves_its_workflows_recoverable(
 
     first_app = app_factory(inline_wait=timedelta(hours=1))
 
-    @first_app.workflow(name="waits")
+    @first_app.workflow(name="waits", version="1")
     async def waits(ctx: Context) -> str | None:
         await ctx.step("book", book, compensate=unbook)
         return await ctx.wait_signal("go")
@@ -100,7 +100,7 @@ async def test_closing_an_app_leaves_its_workflows_recoverable(
             await asyncio.sleep(0)
     second_app = app_factory()
 
-    @second_app.workflow(name="waits")
+    @second_app.workflow(name="waits", version="1")
     async def waits_again(ctx: Context) -> str | None:
         await ctx.step("book", book, compensate=unbook)
         return await ctx.wait_signal("go")

@@ -6,13 +6,14 @@ no run anywhere), each reproduced deterministically.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from durably import Context, Durably, SqliteStore, StoreError, WorkflowStatus
+from durably import Context, Durably, SqliteStore, Store, StoreError, WorkflowStatus
 from durably.models import Fence, WorkflowRecord
 from durably.testing import FakeClock, FaultInjectingStore
 
@@ -85,21 +86,6 @@ async def test_a_workflow_claimed_while_its_previous_run_ends_still_runs(tmp_pat
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine.py Durably._create (start/enqueue): when create_workflow reports "
-        "created=False for a record that is RUNNING and owned by this very executor "
-        "(its own earlier start committed, but the caller got an error: a connection "
-        "lost after the commit - with_retries on PostgreSQL then re-runs the insert "
-        "and returns created=False itself - or a timeout), the workflow is never "
-        "launched, and this executor's heartbeat renews its lease forever. Retrying a "
-        "start with the same workflow_id, the documented way to make starts safe, "
-        "strands the workflow until the process exits. Fix: when the stored record is "
-        "live, owned by self.executor_id and not in self._runs, launch it (or release "
-        "it so the claim loop takes it)."
-    ),
-)
 async def test_retrying_a_start_whose_first_attempt_failed_after_commit_runs_it(
     tmp_path: Path,
 ) -> None:
@@ -129,3 +115,45 @@ async def test_retrying_a_start_whose_first_attempt_failed_after_commit_runs_it(
     assert status is WorkflowStatus.COMPLETED, (
         f"stranded: {record.status}, owner {record.owner} (this executor)"
     )
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["start", "enqueue"])
+async def test_a_retried_start_runs_the_workflow_once_on_every_store(
+    store_factory: Callable[[], Store], queued: bool
+) -> None:
+    """The same on every store, and for enqueue: the retried call returns the same
+    workflow, which then runs to its end, its step once."""
+    failures = {"left": 1}
+    runs: list[str] = []
+
+    def lose_the_answer(phase: str, method: str) -> None:
+        if phase == "after" and method == "create_workflow" and failures["left"]:
+            failures["left"] -= 1
+            raise StoreError("connection lost after the commit (injected)")
+
+    clock = FakeClock()
+    store = FaultInjectingStore(store_factory(), lose_the_answer)
+    app = Durably(store, clock=clock, lease_duration=LEASE)  # type: ignore[arg-type]
+    app.queue("work")
+
+    def work() -> str:
+        runs.append("work")
+        return "done"
+
+    @app.workflow(name="quick")
+    async def quick(ctx: Context) -> str:
+        return await ctx.step("work", work)
+
+    async def begin() -> object:
+        if queued:
+            return await app.enqueue(quick, workflow_id="q-1", queue="work")
+        return await app.start(quick, workflow_id="q-1")
+
+    async with app:
+        with pytest.raises(StoreError):
+            await begin()
+        await begin()
+        status = await advance_until_finished(app, clock, "q-1")
+        assert status is WorkflowStatus.COMPLETED
+        assert await app.handle("q-1").result() == "done"
+    assert runs == ["work"]

@@ -11,6 +11,8 @@ restart would, while the test's own connection stays.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +26,7 @@ from tests.conftest import postgres_url, require_postgres
 import durably
 from durably import Context, Durably, Observer, RetryPolicy, StoreError, WorkflowFailedError
 from durably.store.postgres import PostgresStore
+from durably.store.postgres._connection import with_retries
 
 
 class Server:
@@ -283,29 +286,29 @@ async def test_an_unreachable_server_is_a_clear_error_without_the_password() -> 
     assert "s3cr3t" not in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "store/postgres/store.py append_signal: two appends of the same dedup key "
-        "deadlock. Each transaction takes FOR SHARE on the workflow row "
-        "(share_lock_workflow), then inserts the signal; the second insert waits for "
-        "the first transaction (same unique dedup key), whose wake_suspended UPDATE "
-        "then waits for the second's share lock. PostgreSQL aborts one with 40P01 "
-        "'deadlock detected', which _connection.with_retries does not retry (only "
-        "lost connections are), so a sender retrying its own send concurrently - what "
-        "dedup keys are for - gets StoreError instead of False. Fix: retry a "
-        "transaction aborted with 40P01/40001 (it rolled back entirely, so it is safe "
-        "even without a dedup key), and/or take the workflow row FOR NO KEY UPDATE "
-        "first so appends to one workflow queue instead of deadlocking."
-    ),
-)
-async def test_concurrent_appends_of_one_dedup_key_never_fail(app: Durably, server: Server) -> None:
-    """A second transaction appending the same key at the same moment (played by the
-    test's connection, doing what append_signal does): the app's send is not an
-    error; the signal is stored once."""
+async def slow_deadlock_detection(connection: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+    """Make ``connection`` (the test's) the last to look for deadlocks, so that when
+    one forms, PostgreSQL aborts the app's transaction, never the test's."""
+    await connection.execute("SET deadlock_timeout = '10s'")
+
+
+def conflict_retries(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("retrying the transaction" in record.getMessage() for record in caplog.records)
+
+
+async def test_concurrent_appends_of_one_dedup_key_never_fail(
+    app: Durably, server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another transaction appends the same key at the same moment (played by the
+    test's connection, holding the workflow row FOR SHARE as durably 0.x's appends did,
+    its insert not yet committed, then waking the workflow): the app's send waits for
+    it without deadlocking, is not an error, and reports the duplicate; the signal is
+    stored once."""
+    caplog.set_level(logging.INFO, logger="durably.store.postgres")
     await app.start("inbox", 1, workflow_id="w")
     await suspended(app, "w")
     async with await server.connect() as other:
+        await slow_deadlock_detection(other)
         await other.execute("BEGIN")
         await other.execute("SELECT 1 FROM workflows WHERE workflow_id = 'w' FOR SHARE")
         await other.execute(
@@ -314,11 +317,100 @@ async def test_concurrent_appends_of_one_dedup_key_never_fail(app: Durably, serv
         )
         send = asyncio.ensure_future(app.send_signal("w", "item", "second", dedup_key="k"))
         await server.wait_for_lock_wait()
-        wake = asyncio.ensure_future(
-            other.execute("UPDATE workflows SET wake_at = wake_at WHERE workflow_id = 'w'")
-        )
-        outcome = await asyncio.gather(send, return_exceptions=True)
-        await wake
+        await other.execute("UPDATE workflows SET wake_at = wake_at WHERE workflow_id = 'w'")
         await other.execute("COMMIT")
-    assert outcome == [False], outcome
+    assert await send is False
+    assert [signal.payload for signal in await app.store.list_signals("w")] == ['"first"']
+    assert conflict_retries(caplog) == 0  # the send waited for the row lock: no deadlock
+
+
+async def test_a_send_aborted_by_a_deadlock_is_retried(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deadlock that aborts the app's append (the other transaction inserted the same
+    key first, then updates the workflow row the app holds): the store runs the
+    append again, which waits for the other to commit and reports the duplicate."""
+    caplog.set_level(logging.INFO, logger="durably.store.postgres")
+    quick = PostgresStore(
+        f"{server.url}&options=-c%20deadlock_timeout%3D50ms", schema=server.schema, pool_size=2
+    )
+    app = Durably(quick, inline_wait=0, poll_interval=timedelta(milliseconds=20))
+    register(app)
+    async with app:
+        await app.start("inbox", 1, workflow_id="w")
+        await suspended(app, "w")
+        async with await server.connect() as other:
+            await slow_deadlock_detection(other)
+            await other.execute("BEGIN")
+            await other.execute(
+                "INSERT INTO signals (workflow_id, name, payload, serializer, dedup_key,"
+                " created_at) VALUES ('w', 'item', '\"first\"', 'json', 'k', 0)"
+            )
+            send = asyncio.ensure_future(app.send_signal("w", "item", "second", dedup_key="k"))
+            await server.wait_for_lock_wait()  # the app's insert waits for ours
+            # Waits for the app's row lock until the app's transaction is aborted.
+            await other.execute("UPDATE workflows SET wake_at = wake_at WHERE workflow_id = 'w'")
+            await other.execute("COMMIT")
+        assert await send is False
+        assert [signal.payload for signal in await app.store.list_signals("w")] == ['"first"']
+        assert await app.send_signal("w", "item", "third") is True
+        assert await app.handle("w").result() == ["first"]
+    assert conflict_retries(caplog) >= 1
+    record_count = sum("deadlock detected" in record.getMessage() for record in caplog.records)
+    assert record_count >= 1
+
+
+async def test_many_concurrent_sends_of_one_dedup_key_append_it_once(app: Durably) -> None:
+    """Twelve sends of one key at once over the app's pool: none fails, one appends."""
+    await app.start("inbox", 2, workflow_id="w")
+    await suspended(app, "w")
+    outcomes = await asyncio.gather(
+        *(app.send_signal("w", "item", n, dedup_key="once") for n in range(12))
+    )
+    assert sorted(outcomes) == [False] * 11 + [True]
     assert len(await app.store.list_signals("w")) == 1
+
+
+class _OnePool:
+    """Stands in for the pool in :func:`with_retries` (no server needed)."""
+
+    def __init__(self) -> None:
+        self.checks = 0
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[object]:
+        yield object()
+
+    async def check(self) -> None:
+        self.checks += 1
+
+
+@pytest.mark.parametrize(
+    "abort", [psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure]
+)
+async def test_a_transaction_aborted_by_the_server_is_retried_even_without_retry(
+    abort: type[psycopg.Error],
+) -> None:
+    """A deadlock or serialization failure rolled the whole transaction back: it is run
+    again, even for work that may not be retried after a lost connection."""
+    calls: list[int] = []
+
+    async def work(connection: object) -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise abort("conflict with another transaction")
+        return "done"
+
+    pool = _OnePool()
+    assert await with_retries(pool, work, retry=False, name="test") == "done"  # type: ignore[arg-type]
+    assert len(calls) == 3 and pool.checks == 0
+
+
+async def test_a_transaction_aborted_again_and_again_is_a_store_error() -> None:
+    """The retries are bounded: a conflict that never clears is a StoreError."""
+
+    async def work(connection: object) -> str:
+        raise psycopg.errors.DeadlockDetected("deadlock detected")
+
+    with pytest.raises(StoreError, match="deadlock detected"):
+        await with_retries(_OnePool(), work, retry=True, name="test")  # type: ignore[arg-type]

@@ -2,8 +2,8 @@
 pickle; every SQL value is bound, so names and ids with quotes, semicolons and ``%``
 round-trip; the SQLite file and its WAL are private.
 
-(The dashboard and at-rest encryption do not exist yet; their checks will come with
-them: see docs/guarantees.md.)
+(At-rest encryption and redacted errors are checked in tests/unit/test_encryption.py
+and tests/unit/test_redaction.py; see docs/guarantees.md.)
 """
 
 from __future__ import annotations
@@ -578,17 +578,6 @@ async def test_the_database_its_wal_and_shm_are_created_private(tmp_path: Path, 
                 assert mode(file) == 0o600, (file, oct(mode(file)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "store/sqlite/_connect.py create_private_file creates missing parent "
-        "directories with path.parent.mkdir(parents=True) - mode 0o777 minus the umask: "
-        "under a permissive umask (000, 002) the directory holding the private database "
-        "is group/world-writable, so another local user can delete or replace "
-        "durably.db (e.g. with one holding planted payloads) although the file itself is "
-        "0600. Fix: mkdir(parents=True, mode=0o700) for the directories durably creates."
-    ),
-)
 async def test_directories_created_for_the_database_are_private(tmp_path: Path) -> None:
     """Directories durably creates for a new database are 0700 whatever the umask."""
     path = tmp_path / "new" / "nested" / "app.db"

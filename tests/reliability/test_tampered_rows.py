@@ -13,23 +13,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import pickle
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from durably import (
     Context,
+    CorruptRecordError,
     Durably,
     SchemaVersionError,
     SqliteStore,
+    Store,
     StoreError,
     WorkflowStatus,
 )
+from durably.models import History, OperationRecord
 from durably.testing import FakeClock
 
 IDS = ("order-1", "order-2", "order-3")
@@ -186,48 +191,7 @@ async def test_a_tampered_row_never_stops_the_other_workflows(
     record_property("bad_inputs", 1)
 
 
-NOT_PARKED = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A stored step result or error that cannot be decoded (truncated JSON, unknown "
-        "or unrequested serializer, unreadable error) becomes an exception raised "
-        "INSIDE the workflow body by context.py Context._step (codec.decode / "
-        "rebuild_error on the replayed record): user code can catch it, and uncaught it "
-        "FAILS the workflow and runs its compensations (here: releases a reservation "
-        "that was never wrong) - a terminal state reached because of a corrupt row. "
-        "Expected, as for a corrupt input (runner.py parks it): stop the run and PARK "
-        "the workflow with a CorruptRecordError naming the workflow, the operation and "
-        "the cause, running nothing. Fix: in Context._step/_recorded_value/"
-        "_wait_signal, turn a decode failure of a REPLAYED record into a "
-        "parking control-flow exception (like nondeterminism) instead of raising it "
-        "into the body."
-    ),
-)
-KIND_NOT_PARKED = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A row that cannot become a record (store/_rows.py raises CorruptRecordError, "
-        "e.g. an unknown operation kind) makes runner.py WorkflowRun.execute treat the "
-        "error as a transient store failure (CorruptRecordError is a StoreError): the "
-        "run stops and engine.py _run_again re-runs it every poll interval, forever, "
-        "with only a log line; the workflow stays RUNNING. Expected: PARK it with the "
-        "CorruptRecordError message. Fix: catch CorruptRecordError before StoreError in "
-        "WorkflowRun.execute/_execute and finish the workflow as PARKED."
-    ),
-)
-PARKING = [
-    pytest.param("wrong-type-result", marks=NOT_PARKED),
-    pytest.param("truncated-json", marks=NOT_PARKED),
-    pytest.param("unknown-serializer", marks=NOT_PARKED),
-    pytest.param("unrequested-pickle", marks=NOT_PARKED),
-    pytest.param("unknown-operation-kind", marks=KIND_NOT_PARKED),
-    pytest.param("unreadable-stored-error", marks=NOT_PARKED),
-    "truncated-input",
-    "unknown-input-serializer",
-]
-
-
-@pytest.mark.parametrize("name", PARKING)
+@pytest.mark.parametrize("name", sorted(TAMPERS))
 async def test_a_tampered_row_parks_its_workflow_with_a_clear_error(
     name: str, tmp_path: Path
 ) -> None:
@@ -284,21 +248,6 @@ def tamper_version(path: Path, version: int) -> None:
         connection.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "store/sqlite/_migrate.py migrate() trusts PRAGMA user_version: when it is "
-        "lower than the tables really are (set back by a tool, a restored header, a "
-        "copied file), it re-applies migrations and the app fails to open with "
-        "StoreError('cannot open SQLite database ...: table workflows already exists' / "
-        "'duplicate column name: queue_name'), which says nothing about the version. "
-        "Expected: a SchemaVersionError saying the recorded schema version does not "
-        "match the tables and what to do (restore a backup / set user_version), file "
-        "untouched (it is, the migration rolls back). Fix: before migrating from "
-        "version v, check that the tables match version v (e.g. compare "
-        "sqlite_master with the schema migrations 1..v produce) and raise that error."
-    ),
-)
 @pytest.mark.parametrize("version", [0, 1])
 async def test_a_schema_version_older_than_the_tables_is_a_clear_error(
     tmp_path: Path, version: int
@@ -314,3 +263,224 @@ async def test_a_schema_version_older_than_the_tables_is_a_clear_error(
     assert file_bytes(path) == content
     assert isinstance(refused.value, SchemaVersionError), refused.value
     assert "version" in str(refused.value)
+
+
+async def test_the_version_the_schema_error_names_opens_the_database(tmp_path: Path) -> None:
+    """The error says which version the tables have; setting user_version to it, as
+    the message says, opens the database with every workflow intact."""
+    path = tmp_path / "durably.db"
+    await finished_database(path)
+    tamper_version(path, 1)
+    with pytest.raises(SchemaVersionError) as refused:
+        async with Durably(SqliteStore(path)):
+            pass
+    message = str(refused.value)
+    assert "records schema version 1" in message
+    suggested = message.split("PRAGMA user_version = ")[-1].split("'")[0]
+    tamper_version(path, int(suggested))
+    async with Durably(SqliteStore(path)) as app:
+        assert sorted(info.workflow_id for info in await app.list_workflows()) == list(IDS)
+
+
+async def test_tables_durably_does_not_know_do_not_stop_a_migration(tmp_path: Path) -> None:
+    """A database at an older version that also holds the user's own table migrates
+    (only durably's tables are compared with the recorded version)."""
+    from durably.store.sqlite._migrate import latest_version, migrate
+
+    path = tmp_path / "durably.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert migrate(connection, up_to=1) == 1
+        connection.execute("CREATE TABLE audit_log (line TEXT)")
+    finally:
+        connection.close()
+    async with Durably(SqliteStore(path)):
+        pass
+    connection = sqlite3.connect(path)
+    try:
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+    finally:
+        connection.close()
+    assert version == latest_version()
+
+
+async def test_tables_that_match_no_version_are_named_as_such(tmp_path: Path) -> None:
+    """A durably table missing from a database that claims a version: the error says
+    the tables match no version and to restore a backup; the file is untouched."""
+    path = tmp_path / "durably.db"
+    await finished_database(path)
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("DROP TABLE executors")
+        connection.execute("PRAGMA user_version = 1")
+    finally:
+        connection.close()
+    content = file_bytes(path)
+    with pytest.raises(SchemaVersionError, match=r"match no version .* restore the file"):
+        async with Durably(SqliteStore(path)):
+            pass
+    assert file_bytes(path) == content
+
+
+# -- corrupt records on every store, read back by replay --------------------------------
+
+
+class TamperedHistory:
+    """Wraps a store: once armed, the history it loads for ``workflow_id`` has its
+    operation ``name`` changed by ``change`` (what a tool editing the row would leave),
+    or, with ``unreadable``, the load fails as a SQL store fails on a row it cannot read
+    (store/_rows.py)."""
+
+    def __init__(self, inner: Store, workflow_id: str) -> None:
+        self.inner = inner
+        self.workflow_id = workflow_id
+        self.change: Callable[[OperationRecord], OperationRecord] | None = None
+        self.name = ""
+        self.unreadable = False
+        self.loads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def load_history(self, workflow_id: str) -> History:
+        history: History = await self.inner.load_history(workflow_id)
+        if workflow_id != self.workflow_id:
+            return history
+        self.loads += 1
+        if self.unreadable:
+            raise CorruptRecordError(
+                f"stored operation 1 of workflow {workflow_id!r} cannot be read ('TELEPORT' "
+                f"is not a valid OperationKind); it is left untouched for an operator",
+                workflow_id=workflow_id,
+            )
+        change = self.change
+        if change is None:
+            return history
+        operations = {
+            seq: change(record) if record.name == self.name else record
+            for seq, record in history.operations.items()
+        }
+        return History(operations=operations, attempts=history.attempts)
+
+
+class Draws:
+    """A workflow that draws a recorded random number, runs a step whose failure it
+    catches (``except Exception``), has a compensation, then waits for a signal."""
+
+    def __init__(self, store: TamperedHistory, clock: FakeClock, *, fetch_fails: bool) -> None:
+        self.app = Durably(store, clock=clock, inline_wait=0)  # type: ignore[arg-type]
+        self.fetches = 0
+        self.fallbacks: Counter[str] = Counter()
+        self.undone = 0
+
+        async def fetch() -> int:
+            self.fetches += 1
+            if fetch_fails:
+                raise LookupError("no such item")
+            return 42
+
+        async def undo() -> None:
+            self.undone += 1
+
+        @self.app.workflow(name="draws")
+        async def draws(ctx: Context) -> str:
+            drawn = await ctx.random()
+            ctx.on_failure(undo)
+            try:
+                fetched = await ctx.step("fetch", fetch)
+            except Exception:
+                self.fallbacks[ctx.workflow_id] += 1
+                fetched = -1
+            await ctx.wait_signal("go")
+            return f"{drawn}:{fetched}"
+
+
+CORRUPTIONS = {
+    # name: (operation, the change, its seq, fetch fails, words of the cause)
+    "recorded-random-truncated": ("random", {"result": '{"trunc'}, 0, False, "cannot read"),
+    "step-result-truncated": ("fetch", {"result": "[1, 2"}, 1, False, "cannot read"),
+    "step-result-unknown-serializer": (
+        "fetch",
+        {"serializer": "msgpack"},
+        1,
+        False,
+        "unknown serializer",
+    ),
+    "recorded-random-wrong-type": ("random", {"result": '"high"'}, 0, False, "does not fit"),
+    "step-error-unreadable": ("fetch", {"error": '{"type": "Looku'}, 1, True, "unreadable"),
+    "step-error-missing": ("fetch", {"error": None}, 1, True, "error is missing"),
+}
+
+
+async def drive_until(app: Durably, clock: FakeClock, workflow_id: str, *statuses: str) -> str:
+    """Let the app work, one virtual second at a time, until the workflow is in one of
+    ``statuses`` (bounded); return its status."""
+    status = ""
+    for _ in range(30):
+        for _ in range(100):
+            status = str(await app.handle(workflow_id).status())
+            if status in statuses and workflow_id not in app._runs:
+                return status
+            await asyncio.sleep(0)
+        clock.advance(timedelta(seconds=1))
+    raise AssertionError(f"{workflow_id} is {status}, never {statuses}")
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+async def test_a_corrupt_replayed_record_parks_the_workflow_on_every_store(
+    name: str, store_factory: Callable[[], Store], clock: FakeClock
+) -> None:
+    """The replayed record cannot be read back: the workflow is PARKED with an error
+    naming it, the operation's number and what to do; the body's ``except Exception``
+    never sees it, nothing after it runs and no compensation runs; another workflow
+    of the same code finishes."""
+    operation, changes, seq, fetch_fails, cause = CORRUPTIONS[name]
+    store = TamperedHistory(store_factory(), "tampered")
+    draws = Draws(store, clock, fetch_fails=fetch_fails)
+    async with draws.app as app:
+        for workflow_id in ("tampered", "sound"):
+            await app.start("draws", workflow_id=workflow_id)
+            await drive_until(app, clock, workflow_id, "SUSPENDED")
+        fallbacks = draws.fallbacks["tampered"]
+        store.name = operation
+        store.change = lambda record: dataclasses.replace(record, **changes)  # type: ignore[arg-type]
+        for workflow_id in ("tampered", "sound"):
+            await app.send_signal(workflow_id, "go")
+        assert await drive_until(app, clock, "tampered", "PARKED") == "PARKED"
+        assert str(await app.handle("sound").result()).endswith("-1" if fetch_fails else ":42")
+        info = await app.handle("tampered").info()
+    assert info.error is not None and info.error.type == "CorruptRecordError"
+    message = info.error.message
+    assert "workflow 'tampered' is parked: its recorded" in message, message
+    assert f"(operation #{seq})" in message and cause in message, message
+    assert "durably show tampered" in message
+    assert f"durably retry tampered --from-step {seq}" in message
+    assert draws.fallbacks["tampered"] == fallbacks  # its except clause never saw it
+    assert draws.fetches == 2  # once per workflow, never again
+    assert draws.undone == 0
+
+
+async def test_a_history_the_store_cannot_read_parks_the_workflow_once(
+    store_factory: Callable[[], Store], clock: FakeClock
+) -> None:
+    """A row the store cannot turn into a record (CorruptRecordError from load_history)
+    parks the workflow at the first try, with what to do: it is not re-run forever as
+    if the store had failed for a moment."""
+    store = TamperedHistory(store_factory(), "tampered")
+    draws = Draws(store, clock, fetch_fails=False)
+    async with draws.app as app:
+        await app.start("draws", workflow_id="tampered")
+        await drive_until(app, clock, "tampered", "SUSPENDED")
+        store.unreadable, store.loads = True, 0
+        await app.send_signal("tampered", "go")
+        assert await drive_until(app, clock, "tampered", "PARKED") == "PARKED"
+        for _ in range(3):  # a few more poll intervals: nobody runs it again
+            clock.advance(timedelta(seconds=1))
+            for _ in range(100):
+                await asyncio.sleep(0)
+        info = await app.handle("tampered").info()
+    assert store.loads == 1
+    assert info.error is not None
+    assert "workflow 'tampered' is parked: stored operation 1" in info.error.message
+    assert "durably resume tampered" in info.error.message
+    assert draws.undone == 0

@@ -95,7 +95,7 @@ class _Fake:
 
 async def test_writes_queued_behind_a_commit_go_in_one_batch() -> None:
     fake = _Fake()
-    committer = GroupCommitter(fake.one, fake.many)
+    committer = GroupCommitter(fake.one, fake.many, key=lambda p: p["n"])
     first = asyncio.create_task(committer.submit({"n": 0}))
     await asyncio.sleep(0)
     await asyncio.sleep(0)  # the lone first write is in flight
@@ -112,7 +112,7 @@ async def test_writes_queued_behind_a_commit_go_in_one_batch() -> None:
 async def test_a_refused_write_fails_alone_when_its_batch_is_retried_one_by_one() -> None:
     fake = _Fake()
     fake.release.set()
-    committer = GroupCommitter(fake.one, fake.many)
+    committer = GroupCommitter(fake.one, fake.many, key=lambda p: p["n"])
     outcomes = await asyncio.gather(
         *(committer.submit({"n": n}) for n in (12, 13, 14)), return_exceptions=True
     )
@@ -124,7 +124,7 @@ async def test_a_refused_write_fails_alone_when_its_batch_is_retried_one_by_one(
 
 async def test_a_cancelled_caller_does_not_withdraw_its_write() -> None:
     fake = _Fake()
-    committer = GroupCommitter(fake.one, fake.many)
+    committer = GroupCommitter(fake.one, fake.many, key=lambda p: p["n"])
     task = asyncio.create_task(committer.submit({"n": 2}))
     await asyncio.sleep(0)
     task.cancel()
@@ -133,3 +133,11 @@ async def test_a_cancelled_caller_does_not_withdraw_its_write() -> None:
     assert fake.singles == [2]
     assert task.cancelled()
 
+
+
+async def test_two_writes_of_one_row_never_share_a_batch() -> None:
+    fake = _Fake()
+    fake.release.set()
+    committer = GroupCommitter(fake.one, fake.many, key=lambda p: p["n"] // 10)
+    await asyncio.gather(*(committer.submit({"n": n}) for n in (10, 20, 11, 30, 21)))
+    assert fake.batches == [[10, 20, 30], [11, 21]]

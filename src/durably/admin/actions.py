@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from durably import children
 from durably.admin.inspection import get_workflow
 from durably.codec import PayloadCodec
 from durably.errors import DurablyError, InvalidTransitionError, WorkflowConflictError
-from durably.identifiers import validate_identifier
+from durably.identifiers import validate_identifier, validate_signal_name
 from durably.models import (
     TERMINAL_STATUSES,
     Fence,
@@ -103,7 +104,7 @@ async def send_signal(
         ValueError: an empty or malformed id, name or key.
     """
     validate_identifier(workflow_id, "workflow_id")
-    validate_identifier(name, "signal name")
+    validate_signal_name(name)
     if dedup_key is not None:
         validate_identifier(dedup_key, "dedup_key")
     codec = PayloadCodec()
@@ -134,7 +135,10 @@ async def cancel_workflow(
         WorkflowFinishedError: it already ended in another status.
     """
     validate_identifier(workflow_id, "workflow_id")
-    return await store.request_cancel(workflow_id, compensate=compensate, now=now)
+    record = await store.request_cancel(workflow_id, compensate=compensate, now=now)
+    if record.status is WorkflowStatus.CANCELLED:  # its parent and children are told here
+        await children.workflow_ended(store, workflow_id, record.status, now=now)
+    return record
 
 
 async def resume_workflow(store: Store, workflow_id: str, *, now: int) -> WorkflowRecord:

@@ -429,7 +429,12 @@ def _unclaimed(
     alive = [executor for executor in executors if executor.is_alive]
     name = record.workflow_name
     queue = record.queue_name
-    runs_it = f"registers workflow {name!r}" + ("" if queue is None else f" and queue {queue!r}")
+    version = _pinned_version(record)
+    runs_it = (
+        f"registers workflow {name!r}"
+        + ("" if version is None else f" and runs its version {version!r}")
+        + ("" if queue is None else f" and queue {queue!r}")
+    )
     if not alive:
         return Finding(
             summary=f"{summary}; no live executor is registered, so nobody claims it",
@@ -449,11 +454,43 @@ def _unclaimed(
             actions=(f"check the limits of queue {queue!r} and that a worker's app {runs_it}",),
             is_problem=True,
         )
+    if version is not None:
+        return Finding(
+            summary=f"{summary}; {len(alive)} live executor(s) have not claimed it for "
+            f"{describe_duration(waited)}: none of them seems to run version {version!r} of "
+            f"workflow {name!r} (an executor resumes only the versions its code runs)",
+            actions=(
+                f"see which version the deployed code runs: "
+                f"`durably doctor {record.workflow_id} --app module:app`",
+                *_version_actions(record),
+            ),
+            is_problem=True,
+        )
     return Finding(
         summary=f"{summary}; {len(alive)} live executor(s) have not claimed it for "
         f"{describe_duration(waited)}: none of them seems to register workflow {name!r}",
         actions=(f"deploy a worker whose app {runs_it}",),
         is_problem=True,
+    )
+
+
+def _pinned_version(record: WorkflowRecord) -> str | None:
+    """The version an executor must run to resume ``record`` (None: any version may:
+    it was recorded without one, or it never ran)."""
+    never_ran = record.status is WorkflowStatus.PENDING and record.started_at is None
+    return None if record.version == "" or never_ran else record.version
+
+
+def _version_actions(record: WorkflowRecord, current: str | None = None) -> tuple[str, ...]:
+    """How to get ``record`` resumed when no deployed code runs its version."""
+    version = record.version
+    declared = "version=..." if current is None else f"version={current!r}"
+    return (
+        f"keep a worker running the code of version {version!r} until its workflows finish "
+        f"(a rolling deploy: old and new workers share the database)",
+        f"or, if the new code replays its history (guard the changes with ctx.patched(); "
+        f"check: `durably replay {record.workflow_id} --app module:app`), declare "
+        f"@app.workflow({declared}, also_runs=[{version!r}]) and deploy it",
     )
 
 
@@ -468,18 +505,35 @@ def _code_findings(record: WorkflowRecord, app: Durably) -> tuple[Finding, ...]:
                 is_problem=record.status not in TERMINAL_STATUSES,
             ),
         )
-    if record.version and definition.version != record.version:
+    version = _pinned_version(record)
+    if version is None or version == definition.version:
+        return ()
+    recorded = f"it was recorded by version {version!r} of {record.workflow_name!r}"
+    if version in definition.also_runs:
         return (
             Finding(
-                summary=f"it was recorded by version {record.version!r} of "
-                f"{record.workflow_name!r}; the given app runs version {definition.version!r}",
+                summary=f"{recorded}; the given app runs version {definition.version!r} and "
+                f"declares that it also runs {version!r} (also_runs)",
                 actions=(
-                    f"check that the new code replays its history: "
+                    f"check that it replays the recorded history: "
                     f"`durably replay {record.workflow_id} --app module:app`",
                 ),
             ),
         )
-    return ()
+    older = sorted(definition.also_runs - {definition.version})
+    also = "" if not older else f" (and also {', '.join(map(repr, older))})"
+    waits = {
+        WorkflowStatus.PARKED: f", not even after `durably resume {record.workflow_id}`",
+        **dict.fromkeys(TERMINAL_STATUSES, ""),
+    }.get(record.status, ", so it waits for one that does")
+    return (
+        Finding(
+            summary=f"{recorded}; the given app runs version {definition.version!r}{also}: "
+            f"workers running this code never resume it{waits}",
+            actions=_version_actions(record, definition.version),
+            is_problem=record.status not in TERMINAL_STATUSES,
+        ),
+    )
 
 
 def _failed_seq(history: History | None) -> str:

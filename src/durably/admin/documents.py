@@ -13,6 +13,7 @@ from durably.admin.inspection import TimelineEntry, WorkflowDetail, WorkflowPage
 from durably.models import (
     AttemptRecord,
     ErrorInfo,
+    OperationKind,
     SignalRecord,
     WorkflowRecord,
     micros_to_datetime,
@@ -117,7 +118,18 @@ def timeline_document(entry: TimelineEntry) -> Document:
         "error": error_document(entry.error),
         "failed_attempts": [attempt_document(attempt) for attempt in entry.failed_attempts],
         "signal": None if entry.signal is None else signal_document(entry.signal),
+        "child_workflow_id": _child_workflow_id(entry),
     }
+
+
+def _child_workflow_id(entry: TimelineEntry) -> str | None:
+    """The child workflow a ``CHILD`` or ``CHILD_RESULT`` operation is about."""
+    if entry.kind is OperationKind.CHILD_RESULT:
+        return entry.name
+    if entry.kind is OperationKind.CHILD:
+        started = payload_value(entry.result, entry.serializer)
+        return started if isinstance(started, str) else None
+    return None
 
 
 def detail_document(detail: WorkflowDetail) -> Document:

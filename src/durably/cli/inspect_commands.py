@@ -229,6 +229,8 @@ def _entry_detail(entry: admin.TimelineEntry, current: int) -> str:
         return shorten(f"{entry.error.type}: {entry.error.message}")
     if entry.status == admin.RETRYING:
         return f"next attempt at {when(entry.wake_at)}"
+    if entry.kind is OperationKind.PATCH:
+        return "took the new code path of this change (ctx.patched)"
     if entry.kind is OperationKind.SLEEP:
         woke = entry.wake_at is not None and entry.wake_at <= current
         return f"{'slept' if woke else 'sleeping'} until {when(entry.wake_at)}"

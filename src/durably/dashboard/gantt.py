@@ -31,11 +31,14 @@ class Bar:
     """One row of the chart."""
 
     entry: TimelineEntry
-    #: step, sleep, signal, compensation, retrying or another kind, lower case.
+    #: step, sleep, signal, compensation, retrying, event, stream (its entries and
+    #: its end), child (its start), child-result (the wait for it: the bar spans the
+    #: child's run), map or another kind, lower case.
     kind: str
     #: completed, failed, waiting or retrying.
     state: str
-    #: The status shown: the recorded one, or ELAPSED for a sleep that is over.
+    #: The status shown: the recorded one, ELAPSED for a sleep that is over,
+    #: CLOSED for the end of a stream, or NEW PATH for a ``ctx.patched()`` marker.
     label: str
     left: float
     width: float
@@ -58,6 +61,10 @@ def _kind(entry: TimelineEntry) -> str:
         return "retrying"
     if entry.is_compensation or entry.kind is OperationKind.COMPENSATION:
         return "compensation"
+    if entry.kind is OperationKind.STREAM_CLOSE:
+        return "stream"
+    if entry.kind is OperationKind.CHILD_RESULT:
+        return "child-result"
     return "other" if entry.kind is None else str(entry.kind).lower()
 
 
@@ -98,6 +105,10 @@ def build_gantt(record: WorkflowRecord, timeline: tuple[TimelineEntry, ...], now
     for entry in timeline:
         begin = entry.started_at if entry.started_at is not None else start
         state, label = _state(entry), entry.status
+        if entry.kind is OperationKind.STREAM_CLOSE:
+            label = "CLOSED"
+        elif entry.kind is OperationKind.PATCH:
+            label = "NEW PATH"  # the marker of a ctx.patched() change this run took
         finished_at = entry.finished_at
         if (
             entry.kind is OperationKind.SLEEP

@@ -14,11 +14,26 @@ Claimable workflows (the single definition used by every claim):
 * ``SUSPENDED`` whose ``wake_at`` is set and not later than ``now``.
 
 ``PARKED`` and terminal workflows are never claimed.
+
+Versions: a claim of many workflows (``claim_due_workflows``,
+``claim_queued_workflows``) may be given ``versions``, the versions the executor's code
+runs by workflow name, the one it records first (``{"checkout": ["2", "1"]}``). It then
+takes a workflow only when
+
+* its recorded ``version`` is in ``versions[workflow_name]``;
+* or it is ``""`` (recorded without a version: any code that registers the name runs it);
+* or it never ran (``PENDING`` with no ``started_at``: there is no history to replay);
+  the claim then records the claimer's version, ``versions[workflow_name][0]``.
+
+``None`` takes every version and changes none. So during a rolling deploy an old and a
+new executor share a database, each resuming the workflows of its own version and
+leaving the others claimable, and a client with an outdated copy of a workflow can
+still start it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Collection
+from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -26,6 +41,7 @@ from durably.models import (
     AttemptRecord,
     Fence,
     History,
+    OperationKind,
     OperationRecord,
     QueueLimits,
     SignalRecord,
@@ -135,10 +151,12 @@ class Store(Protocol):
         now: int,
         lease_until: int,
         limit: int,
+        versions: Mapping[str, Sequence[str]] | None = None,
     ) -> list[WorkflowRecord]:
-        """Claim up to ``limit`` claimable workflows whose name is in ``names`` and
-        that are on no queue, oldest wake-up / creation first, exactly as
-        :meth:`claim_workflow` does (which also sets ``started_at`` the first time).
+        """Claim up to ``limit`` claimable workflows whose name is in ``names`` (and
+        whose version ``versions`` admits, see the module docstring) and that are on
+        no queue, oldest wake-up / creation first, exactly as :meth:`claim_workflow`
+        does (which also sets ``started_at`` the first time).
 
         Two executors calling this concurrently never claim the same workflow.
         """
@@ -153,9 +171,11 @@ class Store(Protocol):
         now: int,
         lease_until: int,
         limit: int,
+        versions: Mapping[str, Sequence[str]] | None = None,
     ) -> list[WorkflowRecord]:
-        """Claim claimable workflows of ``queue.name`` whose name is in ``names``,
-        highest ``priority`` first, then oldest wake-up / creation, as
+        """Claim claimable workflows of ``queue.name`` whose name is in ``names`` (and
+        whose version ``versions`` admits, see the module docstring), highest
+        ``priority`` first, then oldest wake-up / creation, as
         :meth:`claim_workflow` does: at most ``limit``, and no more than the queue's
         limits leave at ``now`` (see :class:`~durably.models.QueueLimits`).
 
@@ -164,9 +184,14 @@ class Store(Protocol):
         """
         ...
 
-    async def next_wake_time(self, *, names: Collection[str]) -> int | None:
+    async def next_wake_time(
+        self,
+        *,
+        names: Collection[str],
+        versions: Mapping[str, Sequence[str]] | None = None,
+    ) -> int | None:
         """The earliest ``wake_at`` of a ``SUSPENDED`` workflow with a name in
-        ``names``, or None."""
+        ``names`` (and a version ``versions`` admits), or None."""
         ...
 
     async def renew_leases(self, *, owner: str, now: int, lease_until: int) -> list[str]:
@@ -210,6 +235,23 @@ class Store(Protocol):
 
     async def load_history(self, workflow_id: str) -> History:
         """Every recorded operation and failed attempt of the workflow."""
+        ...
+
+    async def list_operations(
+        self,
+        workflow_id: str,
+        *,
+        kinds: Collection[OperationKind],
+        name: str | None = None,
+        after_seq: int = -1,
+    ) -> list[OperationRecord]:
+        """The workflow's recorded operations of one of ``kinds`` (and named ``name``,
+        unless None) whose ``seq`` is greater than ``after_seq``, by ``seq``.
+
+        The default ``after_seq`` gives every body operation (compensations have
+        negative seqs). An unknown workflow has none. This is the narrow read behind
+        events and streams, polled by readers outside the workflow.
+        """
         ...
 
     async def record_operation(self, fence: Fence, operation: OperationRecord) -> None:
@@ -359,11 +401,12 @@ class StoreChange:
 
     ``kind`` is ``"work"`` (something may have become claimable: a new workflow,
     released leases, a workflow made due), ``"signal"`` (a signal arrived for
-    ``workflow_id``), ``"cancel"`` (its cancellation was requested) or ``"workflow"``
-    (it finished).
+    ``workflow_id``), ``"cancel"`` (its cancellation was requested), ``"workflow"``
+    (it finished) or ``"progress"`` (it recorded an operation of
+    :data:`~durably.models.PUBLISHED_KINDS`: an event or a stream entry).
     """
 
-    kind: Literal["work", "signal", "cancel", "workflow"]
+    kind: Literal["work", "signal", "cancel", "workflow", "progress"]
     workflow_id: str | None = None
 
 

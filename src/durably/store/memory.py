@@ -13,13 +13,14 @@ can never reach the store's own state.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 
 from durably.models import (
     LEASED_STATUSES,
     AttemptRecord,
     Fence,
     History,
+    OperationKind,
     OperationRecord,
     OperationStatus,
     QueueLimits,
@@ -62,6 +63,28 @@ def _claim_order(record: WorkflowRecord) -> tuple[int, int, str]:
         record.created_at,
         record.workflow_id,
     )
+
+
+def _never_ran(record: WorkflowRecord) -> bool:
+    """Whether the workflow was never claimed: it has no history for a version to replay."""
+    return record.status is WorkflowStatus.PENDING and record.started_at is None
+
+
+def _is_run_by(record: WorkflowRecord, versions: Mapping[str, Sequence[str]] | None) -> bool:
+    """Whether an executor running ``versions`` (by name; None: all) runs ``record``
+    (see ``store/base.py``): one of its versions, unversioned, or never run."""
+    return (
+        versions is None
+        or record.version == ""
+        or record.version in versions.get(record.workflow_name, ())
+        or _never_ran(record)
+    )
+
+
+def _claimed_version(record: WorkflowRecord, versions: Mapping[str, Sequence[str]] | None) -> str:
+    """The version a claim leaves on ``record``: the claimer's own when it never ran."""
+    runs = () if versions is None else versions.get(record.workflow_name, ())
+    return runs[0] if runs and _never_ran(record) else record.version
 
 
 def _has_live_lease(record: WorkflowRecord, now: int) -> bool:
@@ -175,11 +198,17 @@ class MemoryStore:
     # -- ownership -------------------------------------------------------------------
 
     def _claim(
-        self, record: WorkflowRecord, owner: str, now: int, lease_until: int
+        self,
+        record: WorkflowRecord,
+        owner: str,
+        now: int,
+        lease_until: int,
+        versions: Mapping[str, Sequence[str]] | None = None,
     ) -> WorkflowRecord:
         run_did_not_end = record.status in (WorkflowStatus.RUNNING, WorkflowStatus.COMPENSATING)
         claimed = dataclasses.replace(
             record,
+            version=_claimed_version(record, versions),
             owner=owner,
             fence=record.fence + 1,
             lease_until=lease_until,
@@ -212,9 +241,10 @@ class MemoryStore:
         now: int,
         lease_until: int,
         limit: int,
+        versions: Mapping[str, Sequence[str]] | None = None,
     ) -> list[WorkflowRecord]:
-        """Claim up to ``limit`` claimable workflows named in ``names``, earliest due
-        first; the list is in that order."""
+        """Claim up to ``limit`` claimable workflows named in ``names`` (of a version
+        in ``versions``), earliest due first; the list is in that order."""
         wanted = frozenset(names)
         due = sorted(
             (
@@ -223,10 +253,14 @@ class MemoryStore:
                 if record.workflow_name in wanted
                 and record.queue_name is None
                 and _is_claimable(record, now)
+                and _is_run_by(record, versions)
             ),
             key=_claim_order,
         )
-        return [self._claim(record, owner, now, lease_until) for record in due[: max(limit, 0)]]
+        return [
+            self._claim(record, owner, now, lease_until, versions)
+            for record in due[: max(limit, 0)]
+        ]
 
     async def claim_queued_workflows(
         self,
@@ -237,6 +271,7 @@ class MemoryStore:
         now: int,
         lease_until: int,
         limit: int,
+        versions: Mapping[str, Sequence[str]] | None = None,
     ) -> list[WorkflowRecord]:
         """Claim a queue's workflows within its limits, highest priority first (see
         :class:`~durably.store.Store`)."""
@@ -260,13 +295,23 @@ class MemoryStore:
             ),
         )
         due = sorted(
-            (r for r in members if r.workflow_name in wanted and _is_claimable(r, now)),
+            (
+                r
+                for r in members
+                if r.workflow_name in wanted and _is_claimable(r, now) and _is_run_by(r, versions)
+            ),
             key=lambda r: (-r.priority, *_claim_order(r)),
         )
-        return [self._claim(record, owner, now, lease_until) for record in due[:allowed]]
+        return [self._claim(record, owner, now, lease_until, versions) for record in due[:allowed]]
 
-    async def next_wake_time(self, *, names: Collection[str]) -> int | None:
-        """The earliest timer of a suspended workflow named in ``names``, or None."""
+    async def next_wake_time(
+        self,
+        *,
+        names: Collection[str],
+        versions: Mapping[str, Sequence[str]] | None = None,
+    ) -> int | None:
+        """The earliest timer of a suspended workflow named in ``names`` (of a version
+        in ``versions``), or None."""
         wanted = frozenset(names)
         return min(
             (
@@ -275,6 +320,7 @@ class MemoryStore:
                 if record.status is WorkflowStatus.SUSPENDED
                 and record.wake_at is not None
                 and record.workflow_name in wanted
+                and _is_run_by(record, versions)
             ),
             default=None,
         )
@@ -345,6 +391,25 @@ class MemoryStore:
             operations={seq: operations[seq] for seq in sorted(operations)},
             attempts=attempts,
         )
+
+    async def list_operations(
+        self,
+        workflow_id: str,
+        *,
+        kinds: Collection[OperationKind],
+        name: str | None = None,
+        after_seq: int = -1,
+    ) -> list[OperationRecord]:
+        """Operations of ``kinds`` (named ``name`` unless None) after ``after_seq``, by seq."""
+        operations = self._operations.get(workflow_id, {})
+        wanted = frozenset(kinds)
+        return [
+            operations[seq]
+            for seq in sorted(operations)
+            if seq > after_seq
+            and operations[seq].kind in wanted
+            and (name is None or operations[seq].name == name)
+        ]
 
     def _record(self, record: WorkflowRecord, operation: OperationRecord) -> None:
         self._operations.setdefault(record.workflow_id, {})[operation.seq] = operation

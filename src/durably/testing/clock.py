@@ -1,15 +1,35 @@
-"""A virtual clock for tests: durable sleeps and timeouts advance only on request."""
+"""A virtual clock for tests: durable sleeps and timeouts advance only on request.
+
+:class:`~durably.testing.TestDurably` drives it by itself (it skips time while every
+workflow waits on a timer); a plain ``Durably(clock=FakeClock())`` moves only when the
+test calls :meth:`FakeClock.advance` or :meth:`FakeClock.set`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
 import itertools
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from durably.models import datetime_to_micros
+from durably.step_call import current_workflow_context
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Sleeper:
+    """A task waiting on the clock, and who it waits for."""
+
+    #: The moment it waits for (UTC epoch microseconds).
+    moment: int
+    #: The asyncio task that sleeps.
+    task: asyncio.Task[Any] | None
+    #: The workflow context whose body the sleep belongs to (None outside bodies).
+    workflow_context: object | None
 
 
 class FakeClock:
@@ -21,7 +41,7 @@ class FakeClock:
 
     def __init__(self, start: datetime | int = DEFAULT_START) -> None:
         self._now = start if isinstance(start, int) else datetime_to_micros(start)
-        self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._sleepers: list[tuple[int, int, asyncio.Future[None], Sleeper]] = []
         self._order = itertools.count()
         self._changed: asyncio.Condition | None = None
 
@@ -35,7 +55,8 @@ class FakeClock:
             await asyncio.sleep(0)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (moment, next(self._order), future))
+        sleeper = Sleeper(moment, asyncio.current_task(), current_workflow_context.get())
+        heapq.heappush(self._sleepers, (moment, next(self._order), future, sleeper))
         await self._notify()
         try:
             await future
@@ -58,18 +79,22 @@ class FakeClock:
         """Jump to ``moment`` (forwards or backwards)."""
         self._now = moment if isinstance(moment, int) else datetime_to_micros(moment)
         while self._sleepers and self._sleepers[0][0] <= self._now:
-            _, _, future = heapq.heappop(self._sleepers)
+            _, _, future, _ = heapq.heappop(self._sleepers)
             if not future.done():
                 future.set_result(None)
 
     def pending_sleepers(self) -> int:
         """How many tasks are sleeping on this clock."""
-        return sum(1 for _, _, future in self._sleepers if not future.done())
+        return sum(1 for _, _, future, _ in self._sleepers if not future.done())
 
     def next_deadline(self) -> int | None:
         """The earliest moment a sleeper waits for."""
-        pending = [moment for moment, _, future in self._sleepers if not future.done()]
+        pending = [moment for moment, _, future, _ in self._sleepers if not future.done()]
         return min(pending, default=None)
+
+    def sleepers(self) -> list[Sleeper]:
+        """Every task sleeping on this clock now, earliest moment first."""
+        return [sleeper for _, _, future, sleeper in sorted(self._sleepers) if not future.done()]
 
     async def wait_for_sleepers(self, count: int = 1) -> None:
         """Return once at least ``count`` tasks sleep on this clock."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 from durably.testing._contract.claims import ClaimsContract
 from durably.testing._contract.history import HistoryContract
 from durably.testing._contract.leases import LeasesContract
+from durably.testing._contract.operations import OperationsContract
 from durably.testing._contract.queues import QueuesContract
 from durably.testing._contract.records import (
     LEASE,
@@ -45,6 +46,7 @@ from durably.testing._contract.records import (
 from durably.testing._contract.resume import ResumeContract
 from durably.testing._contract.signals import SignalsContract
 from durably.testing._contract.status import StatusContract
+from durably.testing._contract.versions import VersionsContract
 from durably.testing._contract.workflows import WorkflowsContract
 
 __all__ = [
@@ -71,9 +73,11 @@ class StoreContract(
     ClaimsContract,
     LeasesContract,
     HistoryContract,
+    OperationsContract,
     StatusContract,
     SignalsContract,
     QueuesContract,
     ResumeContract,
+    VersionsContract,
 ):
     """Every behaviour a store must have. Subclass it and provide a ``store`` fixture."""

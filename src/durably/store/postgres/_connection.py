@@ -6,6 +6,11 @@ A connection can die under any statement (the server restarts, an administrator 
 connection, after a growing pause, when retrying cannot do harm: every statement of
 the store is idempotent or fenced, except appending a signal without a dedup key,
 which is therefore never retried (its caller gets the error and decides).
+
+A transaction the server aborted to resolve a conflict (a deadlock, 40P01, or a
+serialization failure, 40001) is retried in every case: it was rolled back whole, so
+running it again cannot apply anything twice. (A unit of work that is not one
+transaction must therefore not rely on ``retry=False`` across such an abort.)
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
@@ -30,6 +36,10 @@ T = TypeVar("T")
 #: Attempts of a statement whose connection was lost, and the first pause between them.
 RECONNECT_ATTEMPTS = 6
 RECONNECT_PAUSE = 0.1
+#: Attempts of a transaction the server aborted (deadlock, serialization failure), and
+#: the longest first pause (random, so that the transactions that collided part ways).
+CONFLICT_ATTEMPTS = 8
+CONFLICT_PAUSE = 0.02
 
 
 def is_connection_lost(error: BaseException) -> bool:
@@ -41,6 +51,15 @@ def is_connection_lost(error: BaseException) -> bool:
     sqlstate = getattr(error, "sqlstate", None)
     # 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now, 08xxx.
     return sqlstate is None or sqlstate.startswith(("08", "57P"))
+
+
+def is_rolled_back_conflict(error: BaseException) -> bool:
+    """Whether the server aborted (and rolled back) the transaction to resolve a
+    conflict with another one: a deadlock (40P01) or a serialization failure (40001)."""
+    return isinstance(error, psycopg.Error) and getattr(error, "sqlstate", None) in (
+        "40P01",
+        "40001",
+    )
 
 
 def make_pool(
@@ -72,14 +91,17 @@ async def with_retries(
     name: str,
 ) -> T:
     """Run ``work`` on a pooled connection; retry it on a new one if the connection
-    was lost and ``retry`` allows.
+    was lost and ``retry`` allows, and in every case if the server aborted its
+    transaction to resolve a deadlock or a serialization failure.
 
     Raises:
         StoreError: the database failed (the driver's error attached), or stayed
             unreachable through every attempt.
     """
     pause = RECONNECT_PAUSE
-    for attempt in range(1, RECONNECT_ATTEMPTS + 1):
+    conflicts = 0
+    attempt = 1
+    while True:
         try:
             async with pool.connection() as connection:
                 result = await work(connection)
@@ -87,6 +109,11 @@ async def with_retries(
             return result
         except (psycopg.Error, PoolTimeout) as error:
             _raise_if_cancelled(error)
+            if is_rolled_back_conflict(error) and conflicts < CONFLICT_ATTEMPTS - 1:
+                conflicts += 1
+                logger.info("PostgreSQL store %s: %s; retrying the transaction", name, error)
+                await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE * conflicts))
+                continue
             lost = is_connection_lost(error)
             if not lost or not retry or attempt == RECONNECT_ATTEMPTS:
                 what = "lost its connection" if lost else "failed"
@@ -101,7 +128,7 @@ async def with_retries(
             await pool.check()  # drop dead connections now rather than one per statement
             await asyncio.sleep(pause)
             pause *= 2
-    raise AssertionError("unreachable")
+            attempt += 1
 
 
 def _raise_if_cancelled(error: BaseException | None) -> None:
@@ -117,9 +144,10 @@ def _raise_if_cancelled(error: BaseException | None) -> None:
 
 
 def parse_notification(payload: str) -> StoreChange:
-    """A NOTIFY payload ('work', 'signal:<id>', 'cancel:<id>', 'workflow:<id>')."""
+    """A NOTIFY payload ('work', 'signal:<id>', 'cancel:<id>', 'workflow:<id>',
+    'progress:<id>')."""
     kind, _, workflow_id = payload.partition(":")
-    if kind not in ("work", "signal", "cancel", "workflow"):
+    if kind not in ("work", "signal", "cancel", "workflow", "progress"):
         return StoreChange(kind="work", workflow_id=None)
     return StoreChange(kind=kind, workflow_id=workflow_id or None)  # type: ignore[arg-type]
 

@@ -4,9 +4,11 @@ Every step ends with one fenced write. Written one statement per transaction, 10
 concurrent workflows cost 100 commits (each a WAL flush) and hold 100 pooled
 connections; the pool, not the database, becomes the limit. Instead, writes submitted
 while a batch is in flight wait for it, then go together: ONE transaction, the
-statements pipelined (one round trip), one commit. Each caller still waits for the
-commit of its own write and learns its own outcome (a stale fence refuses only that
-write: the fenced statement simply changes nothing, which aborts nothing).
+one statement, one commit (so a worker stopped in the middle never leaves a
+transaction open with rows locked). Each caller still waits for the commit of its own
+write and learns its own outcome (a stale fence refuses only that write: the fenced
+statement simply skips it, which aborts nothing). Two writes of the same key (the
+same workflow and seq) never share a batch: the later one goes in the next.
 
 A lone write (a sequential workflow) takes the plain single-statement path, so it pays
 no transaction round trips. When a batch fails for a reason other than a lost
@@ -17,7 +19,7 @@ one, so that a write the server refuses fails alone.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +43,7 @@ class GroupCommitter:
     Args:
         write_one: Runs one write in its own transaction; True if the fence held.
         write_many: Runs writes in one transaction; per write, True if its fence held.
+        key: What identifies the row a write changes (at most once per batch).
         max_batch: The most writes per transaction.
     """
 
@@ -49,10 +52,12 @@ class GroupCommitter:
         write_one: Callable[[Params], Awaitable[bool]],
         write_many: Callable[[list[Params]], Awaitable[list[bool]]],
         *,
+        key: Callable[[Params], Hashable],
         max_batch: int = MAX_BATCH,
     ) -> None:
         self._write_one = write_one
         self._write_many = write_many
+        self._key = key
         self._max_batch = max_batch
         self._pending: list[_Write] = []
         self._drainer: asyncio.Task[None] | None = None
@@ -81,11 +86,23 @@ class GroupCommitter:
     async def _drain(self) -> None:
         try:
             while self._pending:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
-                await self._commit(batch)
+                await self._commit(self._next_batch())
         finally:
             self._drainer = None
+
+    def _next_batch(self) -> list[_Write]:
+        batch: list[_Write] = []
+        keys: set[Hashable] = set()
+        later: list[_Write] = []
+        for write in self._pending:
+            key = self._key(write.params)
+            if key in keys or len(batch) == self._max_batch:
+                later.append(write)
+            else:
+                keys.add(key)
+                batch.append(write)
+        self._pending = later
+        return batch
 
     async def _commit(self, batch: list[_Write]) -> None:
         if len(batch) == 1:

@@ -32,9 +32,13 @@ SELECT * FROM workflows WHERE workflow_id = %(workflow_id)s;
 -- One workflow by id, locked until the end of the transaction.
 SELECT * FROM workflows WHERE workflow_id = %(workflow_id)s FOR UPDATE;
 
--- name: share_lock_workflow
--- One workflow by id; it cannot change status until the end of the transaction.
-SELECT * FROM workflows WHERE workflow_id = %(workflow_id)s FOR SHARE;
+-- name: lock_workflow_for_signal
+-- One workflow by id, locked until the end of the transaction: it cannot change status
+-- while a signal is appended, and appends to one workflow queue here, before touching
+-- the signals (FOR SHARE let two appends of one dedup key deadlock: each waited for the
+-- other's insert, then its own wake-up UPDATE, for the other's share lock). NO KEY
+-- UPDATE, the lock that UPDATE itself takes, still lets rows referencing it be inserted.
+SELECT * FROM workflows WHERE workflow_id = %(workflow_id)s FOR NO KEY UPDATE;
 
 -- name: list_workflows_oldest_first
 -- Workflows passing every filter (a NULL filter passes all), by (created_at, workflow_id).
@@ -90,12 +94,19 @@ RETURNING *;
 -- Claim up to %(limit)s claimable unqueued workflows of the given names, earliest due first,
 -- skipping rows another transaction holds (FOR UPDATE SKIP LOCKED): concurrent workers
 -- never wait for each other and never claim the same workflow. due_at gives the order
--- back (RETURNING rows come in any order).
+-- back (RETURNING rows come in any order). The versions this executor runs come as two
+-- parallel arrays (names, versions; NULL for every version): it leaves the workflows of
+-- other versions, except unversioned ones ('') and those that never ran, which take the
+-- version it records (current_names, current_values).
 WITH due AS (
     SELECT workflow_id,
            CASE WHEN status = 'SUSPENDED' THEN wake_at ELSE created_at END AS due_at
     FROM workflows
     WHERE workflow_name = ANY (%(names)s::text[])
+      AND (%(version_names)s::text[] IS NULL OR version = ''
+           OR (status = 'PENDING' AND started_at IS NULL)
+           OR (workflow_name, version) IN (
+               SELECT * FROM unnest(%(version_names)s::text[], %(version_values)s::text[])))
       AND queue_name IS NULL
       AND ((status IN ('PENDING', 'RUNNING', 'COMPENSATING')
             AND (owner IS NULL OR lease_until IS NULL OR lease_until < %(now)s))
@@ -112,7 +123,15 @@ UPDATE workflows SET
     started_at = COALESCE(workflows.started_at, %(now)s),
     status = CASE WHEN workflows.status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'RUNNING' END,
     recovery_attempts = CASE WHEN workflows.status IN ('RUNNING', 'COMPENSATING')
-                             THEN workflows.recovery_attempts + 1 ELSE 0 END
+                             THEN workflows.recovery_attempts + 1 ELSE 0 END,
+    version = CASE WHEN workflows.status = 'PENDING' AND workflows.started_at IS NULL
+                   THEN COALESCE((SELECT current.version
+                                  FROM unnest(%(current_names)s::text[],
+                                              %(current_values)s::text[])
+                                       AS current (workflow_name, version)
+                                  WHERE current.workflow_name = workflows.workflow_name),
+                                 workflows.version)
+                   ELSE workflows.version END
 FROM due
 WHERE workflows.workflow_id = due.workflow_id
 RETURNING workflows.*, due.due_at;
@@ -141,6 +160,10 @@ WITH due AS (
            CASE WHEN status = 'SUSPENDED' THEN wake_at ELSE created_at END AS due_at
     FROM workflows
     WHERE workflow_name = ANY (%(names)s::text[])
+      AND (%(version_names)s::text[] IS NULL OR version = ''
+           OR (status = 'PENDING' AND started_at IS NULL)
+           OR (workflow_name, version) IN (
+               SELECT * FROM unnest(%(version_names)s::text[], %(version_values)s::text[])))
       AND queue_name = %(queue)s
       AND ((status IN ('PENDING', 'RUNNING', 'COMPENSATING')
             AND (owner IS NULL OR lease_until IS NULL OR lease_until < %(now)s))
@@ -157,16 +180,28 @@ UPDATE workflows SET
     started_at = COALESCE(workflows.started_at, %(now)s),
     status = CASE WHEN workflows.status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'RUNNING' END,
     recovery_attempts = CASE WHEN workflows.status IN ('RUNNING', 'COMPENSATING')
-                             THEN workflows.recovery_attempts + 1 ELSE 0 END
+                             THEN workflows.recovery_attempts + 1 ELSE 0 END,
+    version = CASE WHEN workflows.status = 'PENDING' AND workflows.started_at IS NULL
+                   THEN COALESCE((SELECT current.version
+                                  FROM unnest(%(current_names)s::text[],
+                                              %(current_values)s::text[])
+                                       AS current (workflow_name, version)
+                                  WHERE current.workflow_name = workflows.workflow_name),
+                                 workflows.version)
+                   ELSE workflows.version END
 FROM due
 WHERE workflows.workflow_id = due.workflow_id
 RETURNING workflows.*, due.due_at;
 
 -- name: next_wake_time
--- The earliest timer among suspended workflows of the given names.
+-- The earliest timer among suspended workflows of the given names (and versions, as
+-- in claim_due_workflows).
 SELECT min(wake_at) AS wake_at FROM workflows
 WHERE status = 'SUSPENDED' AND wake_at IS NOT NULL
-  AND workflow_name = ANY (%(names)s::text[]);
+  AND workflow_name = ANY (%(names)s::text[])
+  AND (%(version_names)s::text[] IS NULL OR version = ''
+       OR (workflow_name, version) IN (
+           SELECT * FROM unnest(%(version_names)s::text[], %(version_values)s::text[])));
 
 -- name: renew_leases
 -- Extend every lease of an executor and record its heartbeat, in one statement;
@@ -203,6 +238,16 @@ DELETE FROM executors WHERE executor_id = %(executor_id)s;
 -- Every recorded operation of a workflow.
 SELECT * FROM operations WHERE workflow_id = %(workflow_id)s ORDER BY seq;
 
+-- name: list_operations
+-- A workflow's operations of some kinds (and one name, unless NULL) after a seq, by seq:
+-- what readers of events and streams poll.
+SELECT * FROM operations
+WHERE workflow_id = %(workflow_id)s
+  AND seq > %(after_seq)s
+  AND kind = ANY (%(kinds)s::text[])
+  AND (%(name)s::text IS NULL OR name = %(name)s::text)
+ORDER BY seq;
+
 -- name: load_attempts
 -- Every failed attempt of a workflow.
 SELECT * FROM attempts WHERE workflow_id = %(workflow_id)s ORDER BY seq, attempt;
@@ -210,11 +255,13 @@ SELECT * FROM attempts WHERE workflow_id = %(workflow_id)s ORDER BY seq, attempt
 -- name: record_operation
 -- The hot path, one statement: move updated_at forward while the fence owns the
 -- workflow (which locks its row), and insert or replace the operation only if it
--- does; no row returned means the fence is stale.
+-- does; no row returned means the fence is stale. An event or a stream entry
+-- (announce) also tells the readers in other processes.
 WITH owned AS (
     UPDATE workflows SET updated_at = GREATEST(updated_at, %(moment)s)
     WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s
-    RETURNING workflow_id)
+    RETURNING workflow_id),
+written AS (
 INSERT INTO operations (
     workflow_id, seq, kind, name, status, result, error, serializer, attempts, started_at,
     finished_at, wake_at)
@@ -227,7 +274,55 @@ ON CONFLICT (workflow_id, seq) DO UPDATE SET
     result = excluded.result, error = excluded.error, serializer = excluded.serializer,
     attempts = excluded.attempts, started_at = excluded.started_at,
     finished_at = excluded.finished_at, wake_at = excluded.wake_at
-RETURNING seq;
+RETURNING seq, workflow_id)
+SELECT
+    seq,
+    CASE WHEN %(announce)s::boolean
+         THEN pg_notify(%(channel)s, 'progress:' || workflow_id) END AS notified
+FROM written;
+
+-- name: record_operations
+-- record_operation for a batch of checkpoints (group commit), as ONE statement: the
+-- batch commits or fails whole, and no transaction stays open between round trips
+-- (a worker stopped mid-batch must not keep rows locked against the claims of
+-- others). Each (workflow_id, seq) appears at most once in a batch. The rows
+-- returned are the checkpoints whose fence held.
+WITH batch AS (
+    SELECT * FROM unnest(
+        %(workflow_id)s::text[], %(owner)s::text[], %(fence)s::bigint[],
+        %(moment)s::bigint[], %(seq)s::integer[], %(kind)s::text[], %(name)s::text[],
+        %(status)s::text[], %(result)s::text[], %(error)s::text[], %(serializer)s::text[],
+        %(attempts)s::integer[], %(started_at)s::bigint[], %(finished_at)s::bigint[],
+        %(wake_at)s::bigint[], %(announce)s::boolean[])
+    AS b(workflow_id, owner, fence, moment, seq, kind, name, status, result, error,
+         serializer, attempts, started_at, finished_at, wake_at, announce)),
+owned AS (
+    UPDATE workflows SET updated_at = GREATEST(workflows.updated_at, latest.moment)
+    FROM (SELECT workflow_id, owner, fence, max(moment) AS moment
+          FROM batch GROUP BY workflow_id, owner, fence ORDER BY workflow_id) AS latest
+    WHERE workflows.workflow_id = latest.workflow_id
+      AND workflows.owner = latest.owner AND workflows.fence = latest.fence
+    RETURNING workflows.workflow_id, workflows.owner, workflows.fence),
+written AS (
+INSERT INTO operations (
+    workflow_id, seq, kind, name, status, result, error, serializer, attempts, started_at,
+    finished_at, wake_at)
+SELECT
+    batch.workflow_id, batch.seq, batch.kind, batch.name, batch.status, batch.result,
+    batch.error, batch.serializer, batch.attempts, batch.started_at, batch.finished_at,
+    batch.wake_at
+FROM batch JOIN owned USING (workflow_id, owner, fence)
+ON CONFLICT (workflow_id, seq) DO UPDATE SET
+    kind = excluded.kind, name = excluded.name, status = excluded.status,
+    result = excluded.result, error = excluded.error, serializer = excluded.serializer,
+    attempts = excluded.attempts, started_at = excluded.started_at,
+    finished_at = excluded.finished_at, wake_at = excluded.wake_at
+RETURNING workflow_id, seq)
+SELECT
+    written.workflow_id, written.seq,
+    CASE WHEN batch.announce
+         THEN pg_notify(%(channel)s, 'progress:' || written.workflow_id) END AS notified
+FROM written JOIN batch USING (workflow_id, seq);
 
 -- name: record_attempt
 -- Insert (or replace) a failed attempt only while the fence owns the workflow (its

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -23,9 +23,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from durably.errors import ConfigurationError, LeaseLostError, StoreError
 from durably.models import (
+    PUBLISHED_KINDS,
     AttemptRecord,
     Fence,
     History,
+    OperationKind,
     OperationRecord,
     OperationStatus,
     QueueLimits,
@@ -68,6 +70,22 @@ def _text_array(values: Collection[Any]) -> list[str]:
     return sorted({str(value) for value in values})
 
 
+def _version_params(versions: Mapping[str, Sequence[str]] | None) -> dict[str, Any]:
+    """The versions an executor runs as parallel arrays (one pair per element), all of
+    them and the one it records per name (the first), so that a claim has the same
+    parameters however many versions there are."""
+    if versions is None:
+        return dict.fromkeys(("version_names", "version_values", "current_names", "current_values"))
+    pairs = sorted({(name, str(v)) for name, runs in versions.items() for v in runs})
+    current = sorted((name, str(runs[0])) for name, runs in versions.items() if runs)
+    return {
+        "version_names": [name for name, _ in pairs],
+        "version_values": [version for _, version in pairs],
+        "current_names": [name for name, _ in current],
+        "current_values": [version for _, version in current],
+    }
+
+
 class PostgresStore:
     """Workflows in a PostgreSQL database, shared by any number of worker processes.
 
@@ -96,7 +114,9 @@ class PostgresStore:
         self._opening = asyncio.Lock()
         # Computed once: every statement's error message names the store.
         self._name = f"PostgresStore({describe(url)}, schema={schema!r})"
-        self._checkpoints = GroupCommitter(self._record_one, self._record_many)
+        self._checkpoints = GroupCommitter(
+            self._record_one, self._record_many, key=lambda p: (p["workflow_id"], p["seq"])
+        )
 
     def __repr__(self) -> str:
         return self._name
@@ -254,12 +274,15 @@ class PostgresStore:
         now: int,
         lease_until: int,
         limit: int,
+        versions: Mapping[str, Sequence[str]] | None = None,
     ) -> list[WorkflowRecord]:
-        """Claim up to ``limit`` claimable workflows named in ``names``, earliest due
-        first, skipping rows locked by other workers; the list is in that order."""
+        """Claim up to ``limit`` claimable workflows named in ``names`` (of a version
+        in ``versions``), earliest due first, skipping rows locked by other workers;
+        the list is in that order."""
         if limit <= 0 or not names:
             return []
         params = {
+            **_version_params(versions),
             "owner": owner,
             "names": _text_array(names),
             "now": now,
@@ -279,6 +302,7 @@ class PostgresStore:
         now: int,
         lease_until: int,
         limit: int,
+        versions: Mapping[str, Sequence[str]] | None = None,
     ) -> list[WorkflowRecord]:
         """Claim a queue's workflows within its limits (see
         :class:`~durably.store.Store`); a transaction-scoped advisory lock per queue
@@ -286,6 +310,7 @@ class PostgresStore:
         if limit <= 0 or not names:
             return []
         params = {
+            **_version_params(versions),
             "owner": owner,
             "queue": queue.name,
             "names": _text_array(names),
@@ -319,9 +344,16 @@ class PostgresStore:
         )
         return [_rows.workflow_from_row(row) for row in rows]
 
-    async def next_wake_time(self, *, names: Collection[str]) -> int | None:
-        """The earliest timer of a suspended workflow named in ``names``, or None."""
-        row = await self._one("next_wake_time", {"names": _text_array(names)})
+    async def next_wake_time(
+        self,
+        *,
+        names: Collection[str],
+        versions: Mapping[str, Sequence[str]] | None = None,
+    ) -> int | None:
+        """The earliest timer of a suspended workflow named in ``names`` (of a version
+        in ``versions``), or None."""
+        params = {**_version_params(versions), "names": _text_array(names)}
+        row = await self._one("next_wake_time", params)
         return None if row is None or row["wake_at"] is None else int(row["wake_at"])
 
     async def renew_leases(self, *, owner: str, now: int, lease_until: int) -> list[str]:
@@ -393,32 +425,39 @@ class PostgresStore:
 
         return await self._run(work)
 
+    async def list_operations(
+        self,
+        workflow_id: str,
+        *,
+        kinds: Collection[OperationKind],
+        name: str | None = None,
+        after_seq: int = -1,
+    ) -> list[OperationRecord]:
+        """Operations of ``kinds`` (named ``name`` unless None) after ``after_seq``, by seq."""
+        params = {
+            "workflow_id": workflow_id,
+            "kinds": _text_array([kind.value for kind in kinds]),
+            "name": name,
+            "after_seq": after_seq,
+        }
+        rows = await self._all("list_operations", params)
+        return [_rows.operation_from_row(row) for row in rows]
+
     async def record_operation(self, fence: Fence, operation: OperationRecord) -> None:
         """Insert or replace the operation at its seq, fenced, in one statement,
         group-committed with the checkpoints of other workflows written meanwhile."""
         require_same_workflow(fence, operation.workflow_id)
-        if not await self._checkpoints.submit(_operation_params(fence, operation)):
+        if not await self._checkpoints.submit(_operation_params(fence, operation, self._channel)):
             raise lease_lost(fence)
 
     async def _record_one(self, params: dict[str, Any]) -> bool:
         return await self._one("record_operation", params) is not None
 
     async def _record_many(self, batch: list[dict[str, Any]]) -> list[bool]:
-        # Rows are locked in workflow order, as any other writer of several would.
-        order = sorted(range(len(batch)), key=lambda i: batch[i]["workflow_id"])
-
-        async def work(connection: Connection) -> list[bool]:
-            held = [False] * len(batch)
-            async with connection.transaction(), connection.cursor() as cursor:
-                await cursor.executemany(
-                    Q["record_operation"], [batch[i] for i in order], returning=True
-                )
-                for index in order:
-                    held[index] = await cursor.fetchone() is not None
-                    cursor.nextset()
-            return held
-
-        return await self._run(work)
+        columns = {key: [params[key] for params in batch] for key in _BATCH_COLUMNS}
+        rows = await self._all("record_operations", {**columns, "channel": self._channel})
+        held = {(row["workflow_id"], row["seq"]) for row in rows}
+        return [(params["workflow_id"], params["seq"]) in held for params in batch]
 
     async def record_attempt(self, fence: Fence, attempt: AttemptRecord) -> None:
         """Insert (or replace, same key) a failed attempt, fenced."""
@@ -561,8 +600,9 @@ class PostgresStore:
 
         async def work(connection: Connection) -> tuple[SignalRecord, bool]:
             async with connection.transaction():
-                # FOR SHARE: the workflow cannot finish while its signal is appended.
-                row = await (await connection.execute(Q["share_lock_workflow"], params)).fetchone()
+                # Locked first (see the query): appends to one workflow queue, never deadlock.
+                lock = Q["lock_workflow_for_signal"]
+                row = await (await connection.execute(lock, params)).fetchone()
                 if row is None:
                     raise workflow_not_found(workflow_id)
                 if dedup_key is not None:
@@ -611,7 +651,7 @@ class PostgresStore:
                 )
                 written = await (
                     await connection.execute(
-                        Q["record_operation"], _operation_params(fence, recorded)
+                        Q["record_operation"], _operation_params(fence, recorded, self._channel)
                     )
                 ).fetchone()
                 if written is None:
@@ -626,9 +666,21 @@ class PostgresStore:
         return [_rows.signal_from_row(row) for row in rows]
 
 
-def _operation_params(fence: Fence, operation: OperationRecord) -> dict[str, Any]:
+#: The parameters of record_operation that record_operations takes as arrays.
+_BATCH_COLUMNS = (
+    "workflow_id", "owner", "fence", "moment", "seq", "kind", "name", "status", "result",
+    "error", "serializer", "attempts", "started_at", "finished_at", "wake_at", "announce",
+)
+
+
+def _operation_params(fence: Fence, operation: OperationRecord, channel: str) -> dict[str, Any]:
     moment = operation.started_at if operation.finished_at is None else operation.finished_at
-    return {**_rows.operation_params(fence, operation), "moment": moment}
+    return {
+        **_rows.operation_params(fence, operation),
+        "moment": moment,
+        "channel": channel,
+        "announce": operation.kind in PUBLISHED_KINDS,
+    }
 
 
 async def _refusal(connection: Connection, fence: Fence, wanted: WorkflowStatus) -> LeaseLostError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
@@ -36,12 +37,28 @@ def create_private_file(path: Path) -> None:
     """
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    create_private_directories(path.parent)
     try:
         descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
         return  # another process created it between our check and our open
     os.close(descriptor)
+
+
+def create_private_directories(directory: Path) -> None:
+    """Create ``directory`` and its missing parents, each ``0700`` (the umask can only
+    take bits away): a group- or world-writable directory would let another local
+    user delete or replace the private database. Existing directories are left as
+    their owner made them."""
+    missing: list[Path] = []
+    while not directory.exists():
+        missing.append(directory)
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made by another process meanwhile
+            os.mkdir(folder, 0o700)
 
 
 def connect(path: Path, synchronous: str) -> sqlite3.Connection:

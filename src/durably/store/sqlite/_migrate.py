@@ -75,23 +75,94 @@ def schema_version(connection: sqlite3.Connection) -> int:
 
 
 def check_version(connection: sqlite3.Connection) -> int:
-    """The database's schema version, refusing one newer than this code.
+    """The database's schema version, refusing one newer than this code, or one that
+    does not match the tables (which migrating from would fail or damage).
 
     Call it before anything that writes, pragmas included (``journal_mode = WAL``
     rewrites the file header), so that a refused database is left untouched.
 
     Raises:
-        SchemaVersionError: the database was written by a newer durably.
+        SchemaVersionError: the database was written by a newer durably, or its
+            recorded version is not the version of its tables.
     """
-    current = schema_version(connection)
-    latest = latest_version()
-    if current > latest:
-        raise SchemaVersionError(
-            f"the database schema is version {current}, but this durably only knows "
-            f"versions up to {latest}: the file was written by a newer durably; upgrade "
-            f"durably (pip install --upgrade durably) to open it. The file was not changed."
-        )
+    owns_transaction = not connection.in_transaction
+    if owns_transaction:  # the version and the tables, read from one snapshot
+        connection.execute("BEGIN")
+    try:
+        current = schema_version(connection)
+        latest = latest_version()
+        if current > latest:
+            raise SchemaVersionError(
+                f"the database schema is version {current}, but this durably only knows "
+                f"versions up to {latest}: the file was written by a newer durably; upgrade "
+                f"durably (pip install --upgrade durably) to open it. The file was not changed."
+            )
+        if current < latest:
+            _check_tables_match(connection, current)
+    finally:
+        if owns_transaction:
+            connection.execute("ROLLBACK")
     return current
+
+
+Shape = frozenset[tuple[str, str, tuple[str, ...]]]
+
+
+def _shape(connection: sqlite3.Connection, names: frozenset[str] | None = None) -> Shape:
+    """The schema objects (type, name, and a table's columns) of a database; only those
+    named in ``names`` when given (a user's own tables are not durably's business)."""
+    found: set[tuple[str, str, tuple[str, ...]]] = set()
+    for kind, name in connection.execute(
+        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+    ).fetchall():
+        if names is not None and name not in names:
+            continue
+        columns: tuple[str, ...] = ()
+        if kind == "table":
+            rows = connection.execute("SELECT name FROM pragma_table_info(?)", (name,))
+            columns = tuple(str(column) for (column,) in rows.fetchall())
+        found.add((str(kind), str(name), columns))
+    return frozenset(found)
+
+
+@functools.cache
+def schema_shapes() -> tuple[Shape, ...]:
+    """The schema objects at each version, 0 (an empty file) to the latest."""
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        shapes = [_shape(connection)]
+        for migration in migrations():
+            for statement in migration.statements:
+                connection.execute(statement)
+            shapes.append(_shape(connection))
+    finally:
+        connection.close()
+    return tuple(shapes)
+
+
+def _check_tables_match(connection: sqlite3.Connection, current: int) -> None:
+    shapes = schema_shapes()
+    known = frozenset(name for shape in shapes for _, name, _ in shape)
+    found = _shape(connection, known)
+    if found == shapes[current]:
+        return
+    matching = [version for version, shape in enumerate(shapes) if shape == found]
+    if matching:
+        tables = f"its tables are those of version {matching[-1]}"
+        remedy = (
+            f"restore the file from a backup, or, if you know that nothing else changed, set "
+            f"the version back with: sqlite3 <database file> 'PRAGMA user_version = "
+            f"{matching[-1]}'"
+        )
+    else:
+        tables = "its tables match no version of durably's schema"
+        remedy = "restore the file from a backup"
+    raise SchemaVersionError(
+        f"the database records schema version {current} (PRAGMA user_version), but "
+        f"{tables}: the version or the tables were changed outside durably (by a tool, a "
+        f"restored file header, a copied file), and migrating from version {current} "
+        f"would fail or damage the data. The file was not changed; {remedy}."
+    )
 
 
 def migrate(connection: sqlite3.Connection, *, up_to: int | None = None) -> int:

@@ -76,6 +76,9 @@ RETURNING *;
 -- name: claim_due_workflows
 -- Claim up to :limit claimable unqueued workflows of the given names, earliest due first, in one
 -- statement; claim_position gives that order back (RETURNING rows come in any order).
+-- :versions (a JSON array of [name, version] pairs, or NULL for every version) leaves
+-- the workflows of versions this executor does not run, except unversioned ones ('') and
+-- those that never ran, which take the claimer's version (:current_versions pairs).
 WITH due (workflow_id, claim_position) AS MATERIALIZED (
     SELECT workflow_id,
            row_number() OVER (
@@ -83,6 +86,10 @@ WITH due (workflow_id, claim_position) AS MATERIALIZED (
                         created_at, workflow_id)
     FROM workflows
     WHERE workflow_name IN (SELECT value FROM json_each(:names))
+      AND (:versions IS NULL OR version = '' OR (status = 'PENDING' AND started_at IS NULL)
+           OR (workflow_name, version) IN (
+               SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+               FROM json_each(:versions)))
       AND queue_name IS NULL
       AND ((status IN ('PENDING', 'RUNNING', 'COMPENSATING')
             AND (owner IS NULL OR lease_until IS NULL OR lease_until < :now))
@@ -98,7 +105,12 @@ UPDATE workflows SET
     started_at = COALESCE(started_at, :now),
     status = CASE WHEN status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'RUNNING' END,
     recovery_attempts = CASE WHEN status IN ('RUNNING', 'COMPENSATING')
-                             THEN recovery_attempts + 1 ELSE 0 END
+                             THEN recovery_attempts + 1 ELSE 0 END,
+    version = CASE WHEN status = 'PENDING' AND started_at IS NULL
+                   THEN COALESCE((SELECT json_extract(value, '$[1]')
+                                  FROM json_each(:current_versions)
+                                  WHERE json_extract(value, '$[0]') = workflow_name), version)
+                   ELSE version END
 WHERE workflow_id IN (SELECT workflow_id FROM due)
 RETURNING *,
     (SELECT claim_position FROM due WHERE due.workflow_id = workflows.workflow_id)
@@ -127,6 +139,10 @@ WITH due (workflow_id, claim_position) AS MATERIALIZED (
                         created_at, workflow_id)
     FROM workflows
     WHERE workflow_name IN (SELECT value FROM json_each(:names))
+      AND (:versions IS NULL OR version = '' OR (status = 'PENDING' AND started_at IS NULL)
+           OR (workflow_name, version) IN (
+               SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+               FROM json_each(:versions)))
       AND queue_name = :queue
       AND ((status IN ('PENDING', 'RUNNING', 'COMPENSATING')
             AND (owner IS NULL OR lease_until IS NULL OR lease_until < :now))
@@ -142,17 +158,27 @@ UPDATE workflows SET
     started_at = COALESCE(started_at, :now),
     status = CASE WHEN status = 'COMPENSATING' THEN 'COMPENSATING' ELSE 'RUNNING' END,
     recovery_attempts = CASE WHEN status IN ('RUNNING', 'COMPENSATING')
-                             THEN recovery_attempts + 1 ELSE 0 END
+                             THEN recovery_attempts + 1 ELSE 0 END,
+    version = CASE WHEN status = 'PENDING' AND started_at IS NULL
+                   THEN COALESCE((SELECT json_extract(value, '$[1]')
+                                  FROM json_each(:current_versions)
+                                  WHERE json_extract(value, '$[0]') = workflow_name), version)
+                   ELSE version END
 WHERE workflow_id IN (SELECT workflow_id FROM due)
 RETURNING *,
     (SELECT claim_position FROM due WHERE due.workflow_id = workflows.workflow_id)
         AS claim_position;
 
 -- name: next_wake_time
--- The earliest timer among suspended workflows of the given names.
+-- The earliest timer among suspended workflows of the given names (and of the given
+-- [name, version] pairs, or unversioned, unless :versions is NULL).
 SELECT min(wake_at) AS wake_at FROM workflows
 WHERE status = 'SUSPENDED' AND wake_at IS NOT NULL
-  AND workflow_name IN (SELECT value FROM json_each(:names));
+  AND workflow_name IN (SELECT value FROM json_each(:names))
+  AND (:versions IS NULL OR version = ''
+       OR (workflow_name, version) IN (
+           SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+           FROM json_each(:versions)));
 
 -- name: renew_leases
 -- Extend every lease of an executor in one statement; report cancellation requests.
@@ -186,6 +212,16 @@ DELETE FROM executors WHERE executor_id = :executor_id;
 -- name: load_operations
 -- Every recorded operation of a workflow.
 SELECT * FROM operations WHERE workflow_id = :workflow_id ORDER BY seq;
+
+-- name: list_operations
+-- A workflow's operations of some kinds (and one name, unless NULL) after a seq, by seq:
+-- what readers of events and streams poll.
+SELECT * FROM operations
+WHERE workflow_id = :workflow_id
+  AND seq > :after_seq
+  AND kind IN (SELECT value FROM json_each(:kinds))
+  AND (:name IS NULL OR name = :name)
+ORDER BY seq;
 
 -- name: load_attempts
 -- Every failed attempt of a workflow.

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ from durably.models import (
     AttemptRecord,
     Fence,
     History,
+    OperationKind,
     OperationRecord,
     OperationStatus,
     QueueLimits,
@@ -59,6 +60,16 @@ Q = load_queries("durably.store.sqlite")
 def _json_list(values: Collection[str]) -> str:
     """A collection bound as one parameter, read in SQL with json_each."""
     return json.dumps(sorted({str(value) for value in values}))
+
+
+def _version_params(versions: Mapping[str, Sequence[str]] | None) -> dict[str, str | None]:
+    """The versions an executor runs as JSON parameters of [name, version] pairs: all
+    of them, and the one it records per name (the first)."""
+    if versions is None:
+        return {"versions": None, "current_versions": None}
+    pairs = sorted({(name, str(v)) for name, runs in versions.items() for v in runs})
+    current = sorted((name, str(runs[0])) for name, runs in versions.items() if runs)
+    return {"versions": json.dumps(pairs), "current_versions": json.dumps(current)}
 
 
 class SqliteStore:
@@ -242,14 +253,17 @@ class SqliteStore:
         now: int,
         lease_until: int,
         limit: int,
+        versions: Mapping[str, Sequence[str]] | None = None,
     ) -> list[WorkflowRecord]:
-        """Claim up to ``limit`` claimable workflows named in ``names``, earliest due
-        first, in one statement; the list is in that order."""
+        """Claim up to ``limit`` claimable workflows named in ``names`` (of a version
+        in ``versions``), earliest due first, in one statement; the list is in that
+        order."""
         if limit <= 0 or not names:
             return []
         params = {
             "owner": owner,
             "names": _json_list(names),
+            **_version_params(versions),
             "now": now,
             "lease_until": lease_until,
             "limit": limit,
@@ -267,6 +281,7 @@ class SqliteStore:
         now: int,
         lease_until: int,
         limit: int,
+        versions: Mapping[str, Sequence[str]] | None = None,
     ) -> list[WorkflowRecord]:
         """Claim a queue's workflows within its limits (see
         :class:`~durably.store.Store`); SQLite's write lock serialises the claims."""
@@ -276,6 +291,7 @@ class SqliteStore:
             "owner": owner,
             "queue": queue.name,
             "names": _json_list(names),
+            **_version_params(versions),
             "now": now,
             "lease_until": lease_until,
             "window_start": now - queue.rate_period,
@@ -299,9 +315,15 @@ class SqliteStore:
         rows.sort(key=lambda row: int(row["claim_position"]))
         return [_rows.workflow_from_row(row) for row in rows]
 
-    async def next_wake_time(self, *, names: Collection[str]) -> int | None:
-        """The earliest timer of a suspended workflow named in ``names``, or None."""
-        params = {"names": _json_list(names)}
+    async def next_wake_time(
+        self,
+        *,
+        names: Collection[str],
+        versions: Mapping[str, Sequence[str]] | None = None,
+    ) -> int | None:
+        """The earliest timer of a suspended workflow named in ``names`` (of a version
+        in ``versions``), or None."""
+        params = {"names": _json_list(names), **_version_params(versions)}
         row = await self._read(lambda c: c.execute(Q["next_wake_time"], params).fetchone())
         wake_at: int | None = row["wake_at"]
         return wake_at
@@ -374,6 +396,24 @@ class SqliteStore:
             )
 
         return await self._read(work, snapshot=True)
+
+    async def list_operations(
+        self,
+        workflow_id: str,
+        *,
+        kinds: Collection[OperationKind],
+        name: str | None = None,
+        after_seq: int = -1,
+    ) -> list[OperationRecord]:
+        """Operations of ``kinds`` (named ``name`` unless None) after ``after_seq``, by seq."""
+        params = {
+            "workflow_id": workflow_id,
+            "kinds": _json_list([kind.value for kind in kinds]),
+            "name": name,
+            "after_seq": after_seq,
+        }
+        rows = await self._read(lambda c: c.execute(Q["list_operations"], params).fetchall())
+        return [_rows.operation_from_row(row) for row in rows]
 
     async def record_operation(self, fence: Fence, operation: OperationRecord) -> None:
         """Insert or replace the operation at its seq, fenced: one fenced upsert and

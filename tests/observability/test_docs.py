@@ -1,0 +1,59 @@
+"""docs/observability.md shows the example it ships and the output it really prints."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+DOC = ROOT / "docs" / "observability.md"
+TOUR = ROOT / "docs" / "examples" / "observability_tour.py"
+
+
+def blocks(language: str) -> list[str]:
+    """The doc's fenced blocks of ``language``, in order."""
+    return re.findall(rf"```{language}\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+
+
+def run(script: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a script in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def test_the_tour_in_the_doc_is_the_shipped_example() -> None:
+    """The first python block is observability_tour.py, as it is."""
+    assert blocks("python")[0] == TOUR.read_text(encoding="utf-8")
+
+
+def test_the_tour_prints_the_output_shown(tmp_path: Path) -> None:
+    """The tour's output equals the doc's, but for the measured latency."""
+    printed = run(TOUR, tmp_path).stdout.splitlines()
+    shown = blocks("text")[0].splitlines()
+    latency = re.compile(r"charge latency: 2 attempts, max \d+\.\d{4} s")
+    assert len(printed) == len(shown)
+    for actual, expected in zip(printed, shown, strict=True):
+        if latency.fullmatch(expected):
+            assert latency.fullmatch(actual), actual
+        else:
+            assert actual == expected
+
+
+def test_the_json_logging_snippet_prints_what_is_shown(tmp_path: Path) -> None:
+    """The JsonLogFormatter snippet logs the record shown (its time aside)."""
+    script = tmp_path / "json_logs.py"
+    script.write_text(blocks("python")[1], encoding="utf-8")
+    [line] = run(script, tmp_path).stderr.splitlines()
+    [shown] = blocks("text")[1].splitlines()
+    printed, expected = json.loads(line), json.loads(shown)
+    assert printed.pop("time") and expected.pop("time")
+    assert printed == expected
