@@ -12,6 +12,27 @@ import pytest
 
 PACKAGE = Path(__file__).parents[1] / "src" / "durably"
 
+#: The parts of ``Durably`` (app_*.py): engine.py composes them, lower layers never
+#: import them.
+APP_PARTS = {
+    "durably.app_actions",
+    "durably.app_declarations",
+    "durably.app_lifecycle",
+    "durably.app_reads",
+    "durably.app_runs",
+    "durably.app_state",
+}
+
+#: What the parts of ``Durably`` must not import: the app they make up, and the layers
+#: above it.
+ABOVE_APP_PARTS = {
+    "durably.engine",
+    "durably.sync",
+    "durably.admin",
+    "durably.cli",
+    "durably.dashboard",
+}
+
 #: Modules that must not import the modules listed for them.
 FORBIDDEN = {
     "store": {
@@ -20,6 +41,7 @@ FORBIDDEN = {
         "durably.context",
         "durably.worker",
         "durably.sync",
+        *APP_PARTS,
     },
     "models.py": {"durably.store", "durably.engine", "durably.context", "asyncio"},
     "errors.py": {"durably"},
@@ -27,8 +49,9 @@ FORBIDDEN = {
     "replay.py": {"asyncio", "durably.store", "durably.engine"},
     "saga.py": {"asyncio", "durably.store", "durably.engine"},
     "codec.py": {"asyncio", "durably.store", "durably.engine", "pydantic"},
-    "runner.py": {"durably.engine", "durably.sync"},
-    "context.py": {"durably.engine", "durably.runner", "durably.sync"},
+    "runner.py": {"durably.engine", "durably.sync", *APP_PARTS},
+    "context.py": {"durably.engine", "durably.runner", "durably.sync", *APP_PARTS},
+    **{part.removeprefix("durably.") + ".py": ABOVE_APP_PARTS for part in APP_PARTS},
 }
 
 

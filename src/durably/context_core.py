@@ -15,6 +15,7 @@ from durably.errors import (
     LeaseLostError,
     NonDeterminismError,
     StoreError,
+    WorkflowTimeoutError,
     _Abandon,
     _Suspend,
 )
@@ -43,6 +44,7 @@ class ContextCore:
         workflow_name: str,
         fence: Fence,
         history: History,
+        deadline_at: int | None = None,
     ) -> None:
         self.workflow_id = workflow_id
         self.workflow_name = workflow_name
@@ -55,6 +57,8 @@ class ContextCore:
         self._next_seq = 0
         self._last_recorded_seq = max((s for s in history.operations if s >= 0), default=-1)
         self._interrupt: BaseException | None = None
+        self._interrupt_delivered = False
+        self._deadline_at = deadline_at  # the workflow's, UTC epoch microseconds
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -77,6 +81,23 @@ class ContextCore:
     def interruption(self) -> BaseException | None:
         """The pending interrupt, if any."""
         return self._interrupt
+
+    # Package-internal (the runner and SyncContext), kept out of the public names of
+    # Context that SyncContext mirrors.
+
+    def _deliver_interruption(self) -> BaseException | None:
+        """A fresh instance of the pending interrupt, to raise in the body (None when
+        there is none); marks it as seen by the body."""
+        return None if self._interrupt is None else self._delivered(self._interrupt)
+
+    def _unseen_timeout(self) -> BaseException | None:
+        """The deadline's timeout when no operation raised it in the body: a body that
+        returns then did not finish by its deadline (it only replayed recorded
+        operations, or computed), so the workflow times out. A body that saw the
+        timeout raised and still returned made that choice itself."""
+        if isinstance(self._interrupt, WorkflowTimeoutError) and not self._interrupt_delivered:
+            return self._delivered(self._interrupt)
+        return None
 
     async def wait_until_idle(self) -> None:
         """Wait until no operation started by the body is still in flight."""
@@ -121,7 +142,7 @@ class ContextCore:
         if self._interrupt is not None and not (
             self._compensating and not isinstance(self._interrupt, _Abandon)
         ):
-            raise _fresh(self._interrupt)
+            raise self._delivered(self._interrupt)
 
     def _converted_cancellation(self) -> BaseException | None:
         """The error to raise instead of a CancelledError caused by an interrupt."""
@@ -130,7 +151,16 @@ class ContextCore:
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()
-        return _fresh(self._interrupt)
+        return self._delivered(self._interrupt)
+
+    def _delivered(self, interrupt: BaseException) -> BaseException:
+        self._interrupt_delivered = True
+        return _fresh(interrupt)
+
+    def _ends_after_deadline(self, moment: int) -> bool:
+        """Whether a wait ending at ``moment`` had not ended by the workflow's deadline
+        (replaying it past the deadline would be progress the deadline forbids)."""
+        return self._deadline_at is not None and moment > self._deadline_at
 
     async def _fenced(self, write: Awaitable[T], what: str) -> T:
         """Await a fenced store write; a lost lease or a failed store abandons the run

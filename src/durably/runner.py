@@ -174,6 +174,7 @@ class WorkflowRun:
             workflow_name=record.workflow_name,
             fence=self._fence,
             history=history,
+            deadline_at=record.deadline_at,
         )
         self._context = context
         try:
@@ -205,7 +206,7 @@ class WorkflowRun:
             await env.store.suspend_workflow(
                 self._fence,
                 now=env.clock.now(),
-                wake_at=outcome.wake_at,
+                wake_at=_earliest(outcome.wake_at, record.deadline_at),  # wakes to time out
                 wait_reason=outcome.reason,
                 waiting_for_signal=outcome.signal,
             )
@@ -222,6 +223,9 @@ class WorkflowRun:
                 )
             except NonDeterminismError as error:
                 return await self._finish(WorkflowStatus.PARKED, error=error)
+            missed = context._unseen_timeout()
+            if missed is not None:  # past the deadline, it never reached a live operation
+                return await self._fail(context, missed)
             try:
                 result = env.codec.encode(
                     outcome.value,
@@ -373,6 +377,12 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
         else:
             leaves.append(error)
     return leaves
+
+
+def _earliest(first: int | None, second: int | None) -> int | None:
+    if first is None:
+        return second
+    return first if second is None else min(first, second)
 
 
 def _cancelled(workflow_id: str) -> WorkflowCancelled:

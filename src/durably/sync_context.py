@@ -220,7 +220,7 @@ class SyncContext:
         try:
             return future.result()
         except (concurrent.futures.CancelledError, asyncio.CancelledError):
-            interruption = self._context.interruption
+            interruption = self._context._deliver_interruption()
             raise interruption if interruption is not None else _Abandon("cancelled") from None
         finally:
             with self._lock:
@@ -270,8 +270,17 @@ async def run_sync_body(fn: Callable[..., Any], context: Context, args: Any, kwa
             return await asyncio.shield(thread)
         except asyncio.CancelledError:
             if thread.done() or isinstance(context.interruption, _Abandon):
+                # Nobody awaits the thread any more: whatever it ends with (usually the
+                # _Abandon its next operation raises) is dropped, not logged as lost.
+                thread.add_done_callback(_drop_outcome)
                 raise
             sync_context.cancel_in_flight()
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
+
+
+def _drop_outcome(thread: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of an abandoned body's thread (nobody else will)."""
+    if not thread.cancelled():
+        thread.exception()

@@ -89,7 +89,7 @@ class DurableWaits(ContextCore):
             )
         else:
             started, wake_at = recorded.started_at, recorded.wake_at or recorded.started_at
-            if wake_at > self._env.clock.now():
+            if wake_at > self._env.clock.now() or self._ends_after_deadline(wake_at):
                 self._raise_if_interrupted()
         await self._wait_until(wake_at, f"sleep {name!r}")
         await self._complete_sleep(seq, name, started, wake_at)

@@ -1,0 +1,195 @@
+"""Reading workflows from outside them: their descriptions, the events and streams they
+publish, their progress and their results."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from typing import Any, TypeVar, overload
+
+from durably import events
+from durably.app_state import AppState
+from durably.environment import to_micros
+from durably.error_records import rebuild_error
+from durably.errors import WorkflowFailedError, WorkflowNotFoundError
+from durably.handles import WorkflowInfo
+from durably.models import WorkflowRecord, WorkflowStatus
+from durably.notifier import progress_key
+
+R = TypeVar("R")
+
+
+class AppReads(AppState):
+    """The queries of :class:`~durably.engine.Durably`, for operators and clients."""
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowInfo:
+        """The workflow's current description.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+        """
+        self._require_open()
+        record = await self._store.get_workflow(workflow_id)
+        if record is None:
+            raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
+        return WorkflowInfo.from_record(record)
+
+    async def list_workflows(
+        self,
+        *,
+        status: WorkflowStatus | Sequence[WorkflowStatus] | None = None,
+        name: str | Sequence[str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[WorkflowInfo]:
+        """Workflows filtered by status and name, ordered by creation time."""
+        self._require_open()
+        statuses = [status] if isinstance(status, WorkflowStatus) else status
+        names = [name] if isinstance(name, str) else name
+        records = await self._store.list_workflows(
+            statuses=statuses, names=names, limit=limit, offset=offset, newest_first=newest_first
+        )
+        return [WorkflowInfo.from_record(record) for record in records]
+
+    @overload
+    async def get_event(
+        self, workflow_id: str, key: str, *, timeout: timedelta | float | None = ...
+    ) -> Any: ...
+
+    @overload
+    async def get_event(
+        self,
+        workflow_id: str,
+        key: str,
+        *,
+        timeout: timedelta | float | None = ...,
+        type: type[R],
+    ) -> R | None: ...
+
+    async def get_event(
+        self,
+        workflow_id: str,
+        key: str,
+        *,
+        timeout: timedelta | float | None = 60.0,
+        type: object = Any,
+    ) -> Any:
+        """The latest value a workflow published with ``ctx.set_event(key, ...)``,
+        waiting for it to be set (see :mod:`durably.events`).
+
+        Args:
+            workflow_id: The publishing workflow.
+            key: The event's name.
+            timeout: Wait at most this long, on the app's clock (None: no limit).
+            type: Decode the value into this type (a dataclass, a pydantic model...);
+                by default it comes back as plain JSON data.
+
+        Returns:
+            The value, or None when the timeout passed first, or the workflow finished
+            without setting it.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+            PayloadError: the stored value does not fit ``type``.
+        """
+        self._require_open()
+        micros = None if timeout is None else to_micros(timeout, "get_event timeout")
+        return await events.get_event(self._env, workflow_id, key, timeout=micros, hint=type)
+
+    @overload
+    def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]: ...
+
+    @overload
+    def read_stream(self, workflow_id: str, key: str, *, type: type[R]) -> AsyncIterator[R]: ...
+
+    def read_stream(self, workflow_id: str, key: str, *, type: object = Any) -> AsyncIterator[Any]:
+        """Iterate over the entries a workflow writes with ``ctx.write_stream(key, ...)``,
+        in order, as they are written: ``async for entry in app.read_stream(id, key)``.
+
+        The iteration ends after the entry before ``ctx.close_stream(key)``, or once the
+        workflow has stopped (finished, or parked) and every entry was read.
+
+        Args:
+            workflow_id: The writing workflow.
+            key: The stream's name.
+            type: Decode each entry into this type; by default plain JSON data.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow (when iterating).
+            PayloadError: an entry does not fit ``type``.
+        """
+        self._require_open()
+        return events.read_stream(self._env, workflow_id, key, hint=type)
+
+    async def watch(self, workflow_id: str) -> AsyncIterator[WorkflowInfo]:
+        """Yield the workflow now, then again at every change, until it finishes.
+
+        An unknown id yields nothing.
+        """
+        self._require_open()
+        last: tuple[WorkflowStatus, int] | None = None
+        channel = progress_key(workflow_id)  # woken by every recorded step
+        with self._notifier.watching(channel):
+            while True:
+                seen = self._notifier.generation(channel)
+                record = await self._store.get_workflow(workflow_id)
+                if record is None:
+                    return
+                key = (record.status, record.updated_at)
+                if key != last:
+                    last = key
+                    yield WorkflowInfo.from_record(record)
+                if record.status.is_terminal:
+                    return
+                until = self._clock.now() + self._env.poll_interval
+                await self._notifier.wait(channel, until, since=seen)
+
+    async def wait_for_result(
+        self, workflow_id: str, *, timeout: timedelta | float | None = None
+    ) -> object:
+        """Wait until the workflow finishes; return its decoded result (see handles)."""
+        self._require_open()
+        deadline = None if timeout is None else self._clock.now() + to_micros(timeout, "timeout")
+        with self._notifier.watching(workflow_id):
+            while True:
+                seen = self._notifier.generation(workflow_id)
+                record = await self._store.get_workflow(workflow_id)
+                if record is None:
+                    raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
+                if record.status is WorkflowStatus.COMPLETED:
+                    definition = self.registry.workflows.get(record.workflow_name)
+                    hint = definition.result_hint if definition is not None else Any
+                    return self._env.codec.decode(
+                        record.result,
+                        record.serializer,
+                        hint,
+                        what=f"the result of workflow {workflow_id!r}",
+                    )
+                if record.status.is_terminal or record.status is WorkflowStatus.PARKED:
+                    raise _failure(record)
+                now = self._clock.now()
+                if deadline is not None and now >= deadline:
+                    raise TimeoutError(
+                        f"workflow {workflow_id!r} is still {record.status} after the timeout"
+                    )
+                until = now + self._env.poll_interval
+                if deadline is not None:
+                    until = min(until, deadline)
+                await self._notifier.wait(workflow_id, until, since=seen)
+
+
+def _failure(record: WorkflowRecord) -> WorkflowFailedError:
+    info = record.error_info
+    detail = f": {info.type}: {info.message}" if info is not None else ""
+    error = WorkflowFailedError(
+        f"workflow {record.workflow_id!r} ended {record.status}{detail}",
+        workflow_id=record.workflow_id,
+        status=record.status,
+        error_type=None if info is None else info.type,
+        error_message=None if info is None else info.message,
+        traceback=None if info is None else info.traceback,
+    )
+    if info is not None:
+        error.__cause__ = rebuild_error(info)
+    return error
