@@ -13,7 +13,7 @@ from durably.app_state import AppState
 from durably.environment import to_micros
 from durably.errors import WorkflowCancelled, WorkflowConflictError
 from durably.identifiers import validate_identifier
-from durably.models import LEASED_STATUSES, WorkflowRecord, WorkflowStatus
+from durably.models import LEASED_STATUSES, History, WorkflowRecord, WorkflowStatus
 from durably.registry import WorkflowDefinition
 from durably.runner import WorkflowRun
 
@@ -64,7 +64,7 @@ class AppRuns(AppState):
         )
         stored, created = await self._store.create_workflow(record)
         if created and runs_here:
-            self._launch(stored)
+            self._launch(stored, history=History())  # just created: nothing to load
         elif stored.workflow_name != definition.name or stored.input != encoded:
             raise WorkflowConflictError(
                 f"workflow id {identifier!r} is already used by workflow "
@@ -91,7 +91,9 @@ class AppRuns(AppState):
             and record.workflow_id not in self._relaunch
         )
 
-    def _launch(self, record: WorkflowRecord) -> None:
+    def _launch(self, record: WorkflowRecord, *, history: History | None = None) -> None:
+        """Run ``record`` (claimed by this executor) in a task; ``history``, when the
+        caller knows it, spares the run loading it."""
         if record.workflow_id in self._runs:
             # Claimed again while its previous run here is ending (it suspended and a
             # signal made it due at once, or its lease was taken over): the claim is
@@ -105,6 +107,7 @@ class AppRuns(AppState):
             record,
             recovered=record.recovery_attempts > 0,
             max_recovery_attempts=self._max_recovery_attempts,
+            history=history,
         )
         task = asyncio.ensure_future(run.execute())
         self._runs[record.workflow_id] = (run, task)

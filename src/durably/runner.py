@@ -23,7 +23,7 @@ from durably.errors import (
     _ControlFlow,
     _Suspend,
 )
-from durably.models import Fence, WorkflowRecord, WorkflowStatus, micros_to_datetime
+from durably.models import Fence, History, WorkflowRecord, WorkflowStatus, micros_to_datetime
 from durably.observability.scope import enter_run_scope
 from durably.registry import WorkflowDefinition
 from durably.replay import check_fully_replayed
@@ -49,8 +49,10 @@ class WorkflowRun:
         *,
         recovered: bool,
         max_recovery_attempts: int,
+        history: History | None = None,
     ) -> None:
         assert record.owner is not None
+        self._known_history = history
         self._max_recovery_attempts = max_recovery_attempts
         self.workflow_id = record.workflow_id
         self._env = env
@@ -163,7 +165,9 @@ class WorkflowRun:
                 ),
             )
         try:
-            history = await env.store.load_history(record.workflow_id)
+            history = self._known_history
+            if history is None:
+                history = await env.store.load_history(record.workflow_id)
         except CorruptRecordError as error:
             return await self._finish(
                 WorkflowStatus.PARKED, error=unreadable_history(record.workflow_id, error)

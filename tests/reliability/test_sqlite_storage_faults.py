@@ -227,13 +227,16 @@ async def test_an_io_error_on_a_read_is_retried_by_running_the_workflow_again(
     database: Path, monkeypatch: pytest.MonkeyPatch, record_property: Callable[[str, object], None]
 ) -> None:
     """SQLITE_IOERR while loading a workflow's history: the run stops before doing
-    anything and runs again; nothing runs twice."""
+    anything and runs again; nothing runs twice. (A workflow started by this process
+    has nothing to load; one claimed from a queue loads its history.)"""
     faults = StatementFaults()
     inject_faults(monkeypatch, faults)
     app, ledger = make_app(database)
+    app.queue("reads")
     async with app:
         faults.fail(SQLITE_IOERR, "FROM operations", times=3, readers=True)
-        assert await app.run(ledger.workflow, 1, workflow_id="w-1") == Ledger.expected(1)
+        handle = await app.enqueue(ledger.workflow, 1, queue="reads", workflow_id="w-1")
+        assert await handle.result() == Ledger.expected(1)
     assert faults.injected == 3
     assert ledger.runs == Counter(first=1, second=1, third=1)
     record_property("faults_injected", faults.injected)
