@@ -41,7 +41,7 @@ from durably.models import (
 from durably.observers import AttemptOutcome
 from durably.registry import StepDefinition
 from durably.replay import compensation_seq, patch_decision
-from durably.retry import RetryPolicy
+from durably.retry import NO_RETRY, RetryPolicy
 from durably.saga import Compensation
 from durably.step_call import StepInfo, call_step_function
 from durably.waits import DurableWaits
@@ -340,7 +340,7 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
         hint: object,
     ) -> Any:
         env = self._env
-        policy = retry or RetryPolicy.none()
+        policy = retry or NO_RETRY
         previous = self._history.attempts.get(seq, [])
         attempt = previous[-1].attempt + 1 if previous else 1
         first_started = previous[0].started_at if previous else env.clock.now()

@@ -256,3 +256,7 @@ class RetryPolicy:
 
 #: Compensations are retried by default: undoing must try hard.
 DEFAULT_COMPENSATION_RETRY = RetryPolicy.exponential(5)
+
+
+#: The policy of a step given none (immutable, so one instance serves every step).
+NO_RETRY = RetryPolicy.none()
