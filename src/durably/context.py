@@ -466,18 +466,7 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
 
     async def _record_patch(self, seq: int, change_id: str) -> bool:
         self._raise_if_interrupted()
-        now = self._env.clock.now()
-        await self._record(
-            OperationRecord(
-                workflow_id=self.workflow_id,
-                seq=seq,
-                kind=OperationKind.PATCH,
-                name=change_id,
-                status=OperationStatus.COMPLETED,
-                started_at=now,
-                finished_at=now,
-            )
-        )
+        await self._record(self._finished_now(seq, OperationKind.PATCH, change_id))
         return True
 
     async def _recorded_value(
@@ -494,19 +483,9 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
             return value
         self._raise_if_interrupted()
         value = produce()
-        now = self._env.clock.now()
+        encoded = codec.encode(value, hint, what=name)
         await self._record(
-            OperationRecord(
-                workflow_id=self.workflow_id,
-                seq=seq,
-                kind=kind,
-                name=name,
-                status=OperationStatus.COMPLETED,
-                result=codec.encode(value, hint, what=name),
-                serializer=codec.serializer_name,
-                started_at=now,
-                finished_at=now,
-            )
+            self._finished_now(seq, kind, name, result=encoded, serializer=codec.serializer_name)
         )
         return value
 

@@ -25,6 +25,7 @@ from durably.models import (
     History,
     OperationKind,
     OperationRecord,
+    OperationStatus,
     micros_to_datetime,
 )
 from durably.replay import next_operation_seq, recorded_operation
@@ -172,6 +173,29 @@ class ContextCore:
         except StoreError as error:
             self._env.observers.emit("on_error", self.workflow_id, what, error)
             raise _Abandon(f"store failed: {error}") from error
+
+    def _finished_now(
+        self,
+        seq: int,
+        kind: OperationKind,
+        name: str,
+        *,
+        started_at: int | None = None,
+        **fields: Any,
+    ) -> OperationRecord:
+        """A COMPLETED operation of this workflow, finished now (and started now unless
+        ``started_at`` says otherwise)."""
+        now = self._env.clock.now()
+        return OperationRecord(
+            workflow_id=self.workflow_id,
+            seq=seq,
+            kind=kind,
+            name=name,
+            status=OperationStatus.COMPLETED,
+            started_at=now if started_at is None else started_at,
+            finished_at=now,
+            **fields,
+        )
 
     async def _record(self, operation: OperationRecord) -> None:
         hooks = self._env.hooks

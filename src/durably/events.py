@@ -33,7 +33,6 @@ from durably.identifiers import validate_identifier
 from durably.models import (
     OperationKind,
     OperationRecord,
-    OperationStatus,
     WorkflowRecord,
     WorkflowStatus,
 )
@@ -143,18 +142,7 @@ class PublishingOperations(ContextCore):
             result = codec.encode(
                 value, Any, what=f"{what} of workflow {self.workflow_id!r}", verify=False
             )
-        now = self._env.clock.now()
-        return OperationRecord(
-            workflow_id=self.workflow_id,
-            seq=seq,
-            kind=kind,
-            name=key,
-            status=OperationStatus.COMPLETED,
-            result=result,
-            serializer=codec.serializer_name,
-            started_at=now,
-            finished_at=now,
-        )
+        return self._finished_now(seq, kind, key, result=result, serializer=codec.serializer_name)
 
     async def _publish(
         self, seq: int, kind: OperationKind, key: str, operation: OperationRecord | None

@@ -100,16 +100,7 @@ class DurableWaits(ContextCore):
         if self._interrupt is not None:
             return
         await self._record(
-            OperationRecord(
-                workflow_id=self.workflow_id,
-                seq=seq,
-                kind=OperationKind.SLEEP,
-                name=name,
-                status=OperationStatus.COMPLETED,
-                started_at=started,
-                finished_at=self._env.clock.now(),
-                wake_at=wake_at,
-            )
+            self._finished_now(seq, OperationKind.SLEEP, name, started_at=started, wake_at=wake_at)
         )
 
     async def _wait_signal(
