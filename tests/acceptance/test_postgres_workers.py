@@ -35,12 +35,18 @@ def program() -> ModuleType:
     return module
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
-    """Poll ``condition`` (a database query, a log file) until it holds."""
+def wait_until(
+    condition: Callable[[], bool],
+    what: str,
+    timeout: float = 90.0,
+    explain: Callable[[], str] = str,
+) -> None:
+    """Poll ``condition`` (a database query, a log file) until it holds; on timeout the
+    error carries ``explain()`` (the state that would tell why)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
+            raise AssertionError(f"timed out waiting until {what}\n{explain()}")
         time.sleep(0.05)
 
 
@@ -55,6 +61,19 @@ class Database:
         row = self.connection.execute(query, params).fetchone()  # type: ignore[arg-type]
         assert row is not None
         return int(row[0])
+
+    def state(self, logs: dict[str, Path]) -> str:
+        """The workflows by owner and status, and the tail of every worker's log."""
+        rows = self.connection.execute(
+            "SELECT owner, status, count(*), min(lease_until), max(lease_until),"
+            " (extract(epoch from clock_timestamp()) * 1000)::bigint"
+            " FROM workflows GROUP BY owner, status ORDER BY owner, status"
+        ).fetchall()
+        lines = ["owner, status, count, min/max lease_until, now (ms):"]
+        lines += [f"  {row}" for row in rows]
+        for name, log in logs.items():
+            lines += [f"--- {name}.log (tail) ---", log.read_text()[-4000:]]
+        return "\n".join(lines)
 
     def audit_operation_writes(self) -> None:
         """Record every insert or update of an operation row, with the writer."""
@@ -141,6 +160,7 @@ def run_and_check(
     wait_until(
         lambda: database.value("SELECT count(*) FROM workflows WHERE owner = 'bravo'") == 0,
         "the zombie's workflows are claimed by another worker",
+        explain=lambda: database.state(logs),
     )
     os.kill(workers["bravo"].pid, signal.SIGCONT)
 
@@ -150,6 +170,7 @@ def run_and_check(
         ),
         "every workflow completed",
         timeout=120,
+        explain=lambda: database.state(logs),
     )
     for name in ("bravo", "charlie"):
         workers[name].send_signal(signal.SIGTERM)
