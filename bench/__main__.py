@@ -78,8 +78,11 @@ NOTES = """\
   until the first live step after the recorded ones starts.
 - **Idle** (scenario 5): RSS growth per workflow is measured between 10% and 100% of
   the workflows suspended (the marginal cost of one more waiting workflow, without
-  imports and caches); rows per workflow count every row of the system's tables
-  except schema-version and live-executor bookkeeping.
+  imports and caches). durably starts them 500 at a time, each batch once the
+  previous one is suspended, and DBOS one at a time, so the figure is what a waiting
+  workflow keeps, not the peak of thousands of workflows starting at once. Rows per
+  workflow count every row of the system's tables except schema-version and
+  live-executor bookkeeping.
 - Timings are never asserted in tests; `tests/bench/test_bench_quick.py` only checks
   that the smallest scenario produces a complete row.
 """

@@ -57,6 +57,10 @@ class Serializer(Protocol):
         ...
 
 
+#: One encoder for every payload: ``json.dumps`` with options builds a new one per call.
+_COMPACT_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
 class JsonSerializer:
     """Type-directed JSON (the default): readable in the CLI and dashboard, and safe."""
 
@@ -66,7 +70,7 @@ class JsonSerializer:
         """Encode as compact JSON."""
         tree = _to_tree(value, set(), 0)
         try:
-            return json.dumps(tree, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+            return _COMPACT_JSON.encode(tree)
         except ValueError as error:
             raise PayloadError(
                 f"not valid JSON: {error} (NaN and infinity cannot be stored)"

@@ -668,8 +668,22 @@ class PostgresStore:
 
 #: The parameters of record_operation that record_operations takes as arrays.
 _BATCH_COLUMNS = (
-    "workflow_id", "owner", "fence", "moment", "seq", "kind", "name", "status", "result",
-    "error", "serializer", "attempts", "started_at", "finished_at", "wake_at", "announce",
+    "workflow_id",
+    "owner",
+    "fence",
+    "moment",
+    "seq",
+    "kind",
+    "name",
+    "status",
+    "result",
+    "error",
+    "serializer",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "wake_at",
+    "announce",
 )
 
 
