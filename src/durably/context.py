@@ -358,7 +358,9 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
                 value = await self._call(fn, args, kwargs, timeout, seq, name, attempt)
             except Exception as error:
                 finished = env.clock.now()
-                if policy.should_retry(attempt, error):
+                # The workflow's cancellation or deadline stopping the step is not the
+                # step failing: no retry (and no backoff) for it.
+                if not self._is_interrupt(error) and policy.should_retry(attempt, error):
                     env.observers.step_attempt_ended(observed, _RETRYING, finished, error)
                     next_at = finished + policy.delay_after(attempt, env.rng.random())
                     await self._record_attempt(

@@ -145,6 +145,11 @@ class ContextCore:
         ):
             raise self._delivered(self._interrupt)
 
+    def _is_interrupt(self, error: BaseException) -> bool:
+        """Whether ``error`` is this workflow's interrupt (a cancellation or its
+        deadline) delivered to the running code, rather than a failure of that code."""
+        return self._interrupt is not None and type(error) is type(self._interrupt)
+
     def _converted_cancellation(self) -> BaseException | None:
         """The error to raise instead of a CancelledError caused by an interrupt."""
         if self._interrupt is None:

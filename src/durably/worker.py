@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 
 from durably.clock import Clock
 from durably.errors import StoreError
@@ -113,53 +113,49 @@ class Worker:
         """Claim every claimable workflow now and launch each; return what was claimed."""
         names = list(self._names())
         versions = None if self._versions is None else self._versions()
-        claimed_all: list[WorkflowRecord] = []
         if not names:
-            return claimed_all
+            return []
+
+        async def unqueued(now: int, limit: int) -> list[WorkflowRecord]:
+            return await self._store.claim_due_workflows(
+                owner=self._executor_id,
+                names=names,
+                now=now,
+                lease_until=now + self._lease_duration,
+                limit=limit,
+                versions=versions,
+            )
+
+        claimed = await self._claim_batches(unqueued)
+        for queue in self._queues():
+
+            async def queued(
+                now: int, limit: int, queue: QueueLimits = queue
+            ) -> list[WorkflowRecord]:
+                return await self._store.claim_queued_workflows(
+                    owner=self._executor_id,
+                    queue=queue,
+                    names=names,
+                    now=now,
+                    lease_until=now + self._lease_duration,
+                    limit=limit,
+                    versions=versions,
+                )
+
+            claimed.extend(await self._claim_batches(queued))
+        return claimed
+
+    async def _claim_batches(
+        self, claim: Callable[[int, int], Awaitable[list[WorkflowRecord]]]
+    ) -> list[WorkflowRecord]:
+        """Call ``claim(now, limit)`` batch after batch, launching what each returns,
+        until a batch comes back short or this process has no free slot."""
+        claimed_all: list[WorkflowRecord] = []
         while True:
             limit = min(self._claim_batch_size, self._free_slots())
             if limit <= 0:
                 return claimed_all  # at capacity: a finishing run asks for more
-            now = self._clock.now()
-            claimed = await self._store.claim_due_workflows(
-                owner=self._executor_id,
-                names=names,
-                now=now,
-                lease_until=now + self._lease_duration,
-                limit=limit,
-                versions=versions,
-            )
-            for record in claimed:
-                self._launch(record)
-            claimed_all.extend(claimed)
-            if len(claimed) < limit:
-                break
-        for queue in self._queues():
-            claimed_all.extend(await self._claim_queue(queue, names, versions))
-        return claimed_all
-
-    async def _claim_queue(
-        self,
-        queue: QueueLimits,
-        names: list[str],
-        versions: Mapping[str, Sequence[str]] | None,
-    ) -> list[WorkflowRecord]:
-        """Claim what the queue's limits and this process's free slots allow."""
-        claimed_all: list[WorkflowRecord] = []
-        while True:
-            limit = min(self._claim_batch_size, self._free_slots())
-            if limit <= 0:
-                return claimed_all
-            now = self._clock.now()
-            claimed = await self._store.claim_queued_workflows(
-                owner=self._executor_id,
-                queue=queue,
-                names=names,
-                now=now,
-                lease_until=now + self._lease_duration,
-                limit=limit,
-                versions=versions,
-            )
+            claimed = await claim(self._clock.now(), limit)
             for record in claimed:
                 self._launch(record)
             claimed_all.extend(claimed)

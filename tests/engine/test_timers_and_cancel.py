@@ -288,6 +288,29 @@ async def test_cancel_interrupts_a_running_async_step(app: Durably) -> None:
     assert after == []
 
 
+async def test_cancel_during_a_retried_step_records_no_failed_attempt(app: Durably) -> None:
+    """A cancellation that interrupts a step is not the step failing: its retry policy
+    (which retries every Exception) neither records a failed attempt nor waits a backoff."""
+    started = asyncio.Event()
+
+    async def long_step() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    @app.workflow()
+    async def cancellable(ctx: Context) -> None:
+        await ctx.step("long", long_step, retry=RetryPolicy.fixed(5, timedelta(hours=1)))
+
+    handle = await app.start(cancellable)
+    await started.wait()
+    await app.cancel(handle.workflow_id)
+    with pytest.raises(WorkflowFailedError) as caught:
+        await handle.result()
+    assert caught.value.status == WorkflowStatus.CANCELLED
+    history = await app._store.load_history(handle.workflow_id)
+    assert history.attempts == {}, "the interrupted attempt was recorded as a failure to retry"
+
+
 async def test_cancel_of_a_suspended_workflow_is_immediate(
     app_factory: Callable[..., Durably],
 ) -> None:
