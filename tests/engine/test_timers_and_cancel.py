@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from durably import (
     WorkflowCancelled,
     WorkflowFailedError,
     WorkflowFinishedError,
+    WorkflowHandle,
     WorkflowStatus,
 )
 from durably.testing import FakeClock
@@ -278,14 +280,21 @@ async def test_cancel_interrupts_a_running_async_step(app: Durably) -> None:
         await ctx.step("long", long_step)
         await ctx.step("never", never)
 
-    handle = await app.start(cancellable)
+    error = await cancel_once_started(app, await app.start(cancellable), started)
+    assert isinstance(error.__cause__, WorkflowCancelled)
+    assert after == []
+
+
+async def cancel_once_started(
+    app: Durably, handle: WorkflowHandle[Any], started: asyncio.Event
+) -> WorkflowFailedError:
+    """Cancel the workflow once its step has started; it must end CANCELLED."""
     await started.wait()
     await app.cancel(handle.workflow_id)
     with pytest.raises(WorkflowFailedError) as caught:
         await handle.result()
     assert caught.value.status == WorkflowStatus.CANCELLED
-    assert isinstance(caught.value.__cause__, WorkflowCancelled)
-    assert after == []
+    return caught.value
 
 
 async def test_cancel_during_a_retried_step_records_no_failed_attempt(app: Durably) -> None:
@@ -302,11 +311,7 @@ async def test_cancel_during_a_retried_step_records_no_failed_attempt(app: Durab
         await ctx.step("long", long_step, retry=RetryPolicy.fixed(5, timedelta(hours=1)))
 
     handle = await app.start(cancellable)
-    await started.wait()
-    await app.cancel(handle.workflow_id)
-    with pytest.raises(WorkflowFailedError) as caught:
-        await handle.result()
-    assert caught.value.status == WorkflowStatus.CANCELLED
+    await cancel_once_started(app, handle, started)
     history = await app._store.load_history(handle.workflow_id)
     assert history.attempts == {}, "the interrupted attempt was recorded as a failure to retry"
 

@@ -57,8 +57,7 @@ async def test_checkpoints_written_before_close_are_committed(postgres_schema: s
     await store.open()
     fences = [await claimed(store, f"w-{i}") for i in range(5)]
     tasks = [
-        asyncio.create_task(store.record_operation(f, operation(f.workflow_id, 0)))
-        for f in fences
+        asyncio.create_task(store.record_operation(f, operation(f.workflow_id, 0))) for f in fences
     ]
     await asyncio.sleep(0)  # queued, not yet committed
     await store.close()
@@ -132,7 +131,6 @@ async def test_a_cancelled_caller_does_not_withdraw_its_write() -> None:
     await committer.flush()
     assert fake.singles == [2]
     assert task.cancelled()
-
 
 
 async def test_two_writes_of_one_row_never_share_a_batch() -> None:
