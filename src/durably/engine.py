@@ -275,6 +275,45 @@ class Durably(AppDeclarations, AppLifecycle, AppActions, AppReads):
         )
         return WorkflowHandle(self, identifier)
 
+    @overload
+    async def enqueue(
+        self,
+        workflow: Callable[..., Awaitable[R]],
+        /,
+        *args: Any,
+        queue: Queue | str,
+        priority: int = ...,
+        workflow_id: str | None = ...,
+        timeout: timedelta | float | None = ...,
+        **kwargs: Any,
+    ) -> WorkflowHandle[R]: ...
+
+    @overload
+    async def enqueue(
+        self,
+        workflow: Callable[..., R],
+        /,
+        *args: Any,
+        queue: Queue | str,
+        priority: int = ...,
+        workflow_id: str | None = ...,
+        timeout: timedelta | float | None = ...,
+        **kwargs: Any,
+    ) -> WorkflowHandle[R]: ...
+
+    @overload
+    async def enqueue(
+        self,
+        workflow: str,
+        /,
+        *args: Any,
+        queue: Queue | str,
+        priority: int = ...,
+        workflow_id: str | None = ...,
+        timeout: timedelta | float | None = ...,
+        **kwargs: Any,
+    ) -> WorkflowHandle[Any]: ...
+
     async def enqueue(
         self,
         workflow: Callable[..., Any] | str,

@@ -176,6 +176,28 @@ class SyncDurably:
     ) -> None:
         self.close()
 
+    @overload
+    def start(
+        self,
+        workflow: Callable[..., R],
+        /,
+        *args: Any,
+        workflow_id: str | None = ...,
+        timeout: timedelta | float | None = ...,
+        **kwargs: Any,
+    ) -> SyncWorkflowHandle[R]: ...
+
+    @overload
+    def start(
+        self,
+        workflow: str,
+        /,
+        *args: Any,
+        workflow_id: str | None = ...,
+        timeout: timedelta | float | None = ...,
+        **kwargs: Any,
+    ) -> SyncWorkflowHandle[Any]: ...
+
     def start(
         self,
         workflow: Callable[..., Any] | str,
@@ -193,6 +215,32 @@ class SyncDurably:
             "start",
         )
         return SyncWorkflowHandle(self, handle)
+
+    @overload
+    def enqueue(
+        self,
+        workflow: Callable[..., R],
+        /,
+        *args: Any,
+        queue: Queue | str,
+        priority: int = ...,
+        workflow_id: str | None = ...,
+        timeout: timedelta | float | None = ...,
+        **kwargs: Any,
+    ) -> SyncWorkflowHandle[R]: ...
+
+    @overload
+    def enqueue(
+        self,
+        workflow: str,
+        /,
+        *args: Any,
+        queue: Queue | str,
+        priority: int = ...,
+        workflow_id: str | None = ...,
+        timeout: timedelta | float | None = ...,
+        **kwargs: Any,
+    ) -> SyncWorkflowHandle[Any]: ...
 
     def enqueue(
         self,
@@ -219,6 +267,28 @@ class SyncDurably:
             "enqueue",
         )
         return SyncWorkflowHandle(self, handle)
+
+    @overload
+    def run(
+        self,
+        workflow: Callable[..., R],
+        /,
+        *args: Any,
+        workflow_id: str | None = ...,
+        timeout: timedelta | float | None = ...,
+        **kwargs: Any,
+    ) -> R: ...
+
+    @overload
+    def run(
+        self,
+        workflow: str,
+        /,
+        *args: Any,
+        workflow_id: str | None = ...,
+        timeout: timedelta | float | None = ...,
+        **kwargs: Any,
+    ) -> Any: ...
 
     def run(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import assert_type
 
-from durably import Context, Durably, SyncDurably, WorkflowHandle
+from durably import Context, Durably, SyncDurably, SyncWorkflowHandle, WorkflowHandle
 
 app = Durably("sqlite:///typed.db")
 
@@ -33,3 +33,16 @@ sync_app = SyncDurably("sqlite:///typed-sync.db")
 @sync_app.workflow()
 def shout(ctx: object, text: str) -> str:
     return text.upper()
+
+
+async def queued_client() -> None:
+    handle = await app.enqueue(add_one, 1, queue="default")
+    assert_type(handle, WorkflowHandle[int])
+
+
+def sync_client() -> None:
+    assert_type(sync_app.run(shout, "hi"), str)
+    handle = sync_app.start(shout, "hi")
+    assert_type(handle, SyncWorkflowHandle[str])
+    assert_type(handle.result(), str)
+    assert_type(sync_app.enqueue(shout, "hi", queue="default"), SyncWorkflowHandle[str])
