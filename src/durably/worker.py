@@ -156,6 +156,7 @@ class Worker:
             if limit <= 0:
                 return claimed_all  # at capacity: a finishing run asks for more
             claimed = await claim(self._clock.now(), limit)
+            _log_recovered(claimed)
             for record in claimed:
                 self._launch(record)
             claimed_all.extend(claimed)
@@ -177,6 +178,11 @@ class Worker:
                 )
             except StoreError as error:
                 logger.warning("claiming work failed, will retry: %s", error)
+                claimed, next_wake = [], None
+            except Exception:
+                # A bug must not silently end the loop (the process would look alive
+                # while claiming nothing): report it and try again at the next poll.
+                logger.exception("claiming work failed unexpectedly, will retry")
                 claimed, next_wake = [], None
             until = started + self._poll_interval
             if next_wake is not None and next_wake > started:
@@ -211,8 +217,24 @@ class Worker:
             except StoreError as error:
                 logger.warning("renewing leases failed, will retry: %s", error)
                 continue
+            except Exception:
+                logger.exception("renewing leases failed unexpectedly, will retry")
+                continue
             if cancelled:
                 self._on_cancel_requested(cancelled)
+
+
+def _log_recovered(claimed: Sequence[WorkflowRecord]) -> None:
+    """Say which claimed workflows are taken over from a run that never finished
+    (a crashed or stopped process, an expired lease)."""
+    recovered = [record.workflow_id for record in claimed if record.recovery_attempts > 0]
+    if recovered:
+        shown = ", ".join(recovered[:5]) + (", ..." if len(recovered) > 5 else "")
+        logger.info(
+            "recovering %d workflow(s) whose previous run did not finish: %s",
+            len(recovered),
+            shown,
+        )
 
 
 async def _cancel(tasks: Sequence[asyncio.Future[None]]) -> None:

@@ -6,12 +6,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from durably import Context, Durably, Observer, WorkflowStatus
+from durably import Context, Durably, MemoryStore, Observer, WorkflowStatus
+from durably.models import WorkflowRecord
 from durably.testing import FakeClock
 
 
@@ -279,3 +282,62 @@ async def test_observers_see_every_hook_and_cannot_break_a_workflow(
     assert ("step_complete", "flaky") in observer.events
     assert ("compensation_start", ("flaky:compensate",)) in observer.events
     assert observer.events[-1] == ("finish", WorkflowStatus.COMPENSATED)
+
+
+class ClaimsFailingOnce(MemoryStore):
+    """A store whose first claim raises what no store error handler expects (a bug)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def claim_due_workflows(self, **kwargs: Any) -> list[WorkflowRecord]:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("a bug in the claim")
+        return await super().claim_due_workflows(**kwargs)
+
+
+async def test_an_unexpected_error_in_the_claim_loop_is_logged_and_claiming_goes_on(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The claim loop reports an unexpected error with its traceback and claims at the
+    next poll: a worker never looks alive while claiming nothing."""
+    store = ClaimsFailingOnce()
+    client = Durably(store, clock=clock, worker=False)
+    worker = Durably(store, clock=clock, poll_interval=timedelta(seconds=1))
+    for app in (client, worker):
+
+        @app.workflow(name="answer")
+        async def answer(ctx: Context) -> int:
+            return 42
+
+    async with client:
+        handle = await client.start("answer", workflow_id="queued-before-the-worker")
+    with caplog.at_level(logging.ERROR, logger="durably.worker"):
+        async with worker:
+            await wait_for(lambda: store.failed)
+            clock.advance(timedelta(seconds=1))
+            assert await worker.handle(handle.workflow_id).result() == 42
+    assert "claiming work failed unexpectedly" in caplog.text
+    assert "RuntimeError: a bug in the claim" in caplog.text
+
+
+async def test_taking_over_an_unfinished_run_is_logged(
+    app_factory: Callable[..., Durably], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker that claims a workflow whose previous run never finished says so."""
+    runs: list[str] = []
+    gate = asyncio.Event()
+    first_app = app_factory()
+    three_steps = counting_workflow(first_app, runs, gate)
+    async with first_app:
+        handle = await first_app.start(three_steps, workflow_id="taken-over")  # type: ignore[arg-type]
+        await wait_for(lambda: "second" in runs)
+    second_app = app_factory()
+    counting_workflow(second_app, runs, gate)
+    gate.set()
+    with caplog.at_level(logging.INFO, logger="durably.worker"):
+        async with second_app:
+            assert await second_app.handle(handle.workflow_id).result() == "abc"
+    assert "recovering 1 workflow(s) whose previous run did not finish: taken-over" in caplog.text
