@@ -128,6 +128,7 @@ class AppDeclarations(AppState):
         timezone: str | tzinfo = "UTC",
         backfill: bool = False,
         max_backfill: int = DEFAULT_MAX_BACKFILL,
+        queue: Queue | str | None = None,
     ) -> Callable[[F], F]:
         """Run a workflow on a cron schedule: ``@app.scheduled("*/5 * * * *")`` on
         ``async def report(ctx, tick: datetime)`` (see :mod:`durably.schedules`).
@@ -147,6 +148,9 @@ class AppDeclarations(AppState):
             backfill: After downtime, run every missed tick (oldest first) instead of
                 only the newest one.
             max_backfill: The most missed ticks run with ``backfill``: the newest ones.
+            queue: Enqueue each tick's workflow on this queue (declared with
+                :meth:`queue`, in this app or later) so that the queue's limits apply;
+                by default each tick starts at once.
 
         Raises:
             ValueError: the expression, the time zone or ``max_backfill`` is invalid.
@@ -173,6 +177,7 @@ class AppDeclarations(AppState):
                 cron=expression,
                 backfill=backfill,
                 max_backfill=max_backfill,
+                queue=queue.name if isinstance(queue, Queue) else queue,
             )
             self._scheduler.add(schedule)
             return fn

@@ -412,4 +412,10 @@ class Durably(AppDeclarations, AppLifecycle, AppActions, AppReads):
         return WorkflowHandle(self, validate_identifier(workflow_id, "workflow_id"))
 
     async def _fire_tick(self, schedule: Schedule, tick: datetime) -> None:
-        await self.start(schedule.workflow_name, tick, workflow_id=schedule.workflow_id(tick))
+        workflow_id = schedule.workflow_id(tick)
+        if schedule.queue is None:
+            await self.start(schedule.workflow_name, tick, workflow_id=workflow_id)
+        else:
+            await self.enqueue(
+                schedule.workflow_name, tick, queue=schedule.queue, workflow_id=workflow_id
+            )

@@ -34,6 +34,8 @@ class WorkflowInfo:
     cancel_requested: bool
     input_json: str | None
     result_json: str | None
+    #: The queue it was enqueued on (None: started directly).
+    queue: str | None = None
 
     @classmethod
     def from_record(cls, record: WorkflowRecord) -> WorkflowInfo:
@@ -55,6 +57,7 @@ class WorkflowInfo:
             cancel_requested=record.cancel_requested,
             input_json=record.input if record.serializer == "json" else None,
             result_json=record.result if record.serializer == "json" else None,
+            queue=record.queue_name,
         )
 
 

@@ -149,6 +149,7 @@ class Schedule:
         cron: When it fires.
         backfill: Run every missed tick (up to ``max_backfill``), not only the newest.
         max_backfill: The most missed ticks run at once when ``backfill`` is on.
+        queue: The queue each tick's workflow is enqueued on (None: started at once).
     """
 
     name: str
@@ -156,10 +157,13 @@ class Schedule:
     cron: CronExpression
     backfill: bool = False
     max_backfill: int = DEFAULT_MAX_BACKFILL
+    queue: str | None = None
 
     def __post_init__(self) -> None:
         validate_identifier(self.name, "schedule name")
         validate_max_backfill(self.max_backfill)
+        if self.queue is not None:
+            validate_identifier(self.queue, f"the queue of schedule {self.name!r}")
         # Every tick's id has the same length: check one now, not at the first tick.
         validate_identifier(self.workflow_id(_EPOCH), f"the workflow ids of schedule {self.name!r}")
 

@@ -416,6 +416,31 @@ async def test_a_schedule_declared_after_open_fires(
     assert runs == [at(0, 5)]
 
 
+async def test_a_schedule_with_a_queue_enqueues_each_tick_under_the_queue_limits(
+    app_factory: Callable[..., Durably], clock: FakeClock
+) -> None:
+    """queue= enqueues every tick's workflow on the queue (its limits apply); a bad
+    queue name is refused at decoration."""
+    clock.set(at(0, 0, 30))
+    runs: list[datetime] = []
+    app = app_factory()
+    reports = app.queue("reports", concurrency=1)
+    declare_report(app, runs, queue=reports)
+    with pytest.raises(ValueError, match="queue of schedule"):
+        app.scheduled("*/5 * * * *", name="badly-queued", queue=" reports")(declared_elsewhere)
+    async with app:
+        await clock.wait_for_sleepers(LOOPS_PER_APP)
+        clock.set(at(0, 5))
+        await eventually(lambda: _equals(completed_ids(app), [tick_id(at(0, 5))]), "00:05")
+        info = await app.get_workflow(tick_id(at(0, 5)))
+    assert info.queue == "reports"
+    assert runs == [at(0, 5)]
+
+
+async def declared_elsewhere(ctx: Context, tick: datetime) -> None:
+    """A tick workflow for the refused declaration above."""
+
+
 async def test_a_client_app_fires_no_tick(
     app_factory: Callable[..., Durably], clock: FakeClock
 ) -> None:
