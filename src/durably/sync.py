@@ -140,10 +140,16 @@ class SyncDurably:
         timezone: str | tzinfo = "UTC",
         backfill: bool = False,
         max_backfill: int = DEFAULT_MAX_BACKFILL,
+        queue: Queue | str | None = None,
     ) -> Callable[[F], F]:
         """Run a workflow on a cron schedule (see Durably.scheduled)."""
         return self.app.scheduled(
-            cron, name=name, timezone=timezone, backfill=backfill, max_backfill=max_backfill
+            cron,
+            name=name,
+            timezone=timezone,
+            backfill=backfill,
+            max_backfill=max_backfill,
+            queue=queue,
         )
 
     def open(self) -> None:
