@@ -27,7 +27,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from durably.clock import Clock
 from durably.error_records import rebuild_error
@@ -44,6 +44,9 @@ from durably.notifier import Notifier
 from durably.registry import Registry, WorkflowDefinition
 from durably.store.base import Store
 
+if TYPE_CHECKING:
+    from durably.queues import Queue
+
 logger = logging.getLogger("durably.children")
 
 #: The reserved signal in a child's inbox whose payload is its parent's id.
@@ -57,12 +60,23 @@ CHILD_SIGNAL_PREFIX = f"{RESERVED_PREFIX}child__:"
 MIN_RECHECK = 1_000_000
 MAX_RECHECK = 3_600_000_000
 
+
 #: Creates a workflow (or finds it, the same one, under its id) and returns its id:
 #: ``create(definition, args, kwargs, workflow_id, timeout)``.
-CreateWorkflow = Callable[
-    [WorkflowDefinition, tuple[Any, ...], dict[str, Any], str, "timedelta | float | None"],
-    Awaitable[str],
-]
+class CreateWorkflow(Protocol):
+    """Creates a workflow like ``app.start`` (or ``app.enqueue``, given a queue)."""
+
+    def __call__(
+        self,
+        definition: WorkflowDefinition,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        workflow_id: str,
+        timeout: timedelta | float | None,
+        *,
+        queue: str | None,
+        priority: int,
+    ) -> Awaitable[str]: ...
 
 
 def child_signal(child_id: str) -> str:
@@ -204,7 +218,8 @@ class ChildWorkflows:
         notifier: Wakes in-process waiters and the claim loop.
         registry: The app's workflows (a child must be registered in the parent's app).
         create: Creates a workflow like ``app.start`` does (launched here when this
-            process is a worker).
+            process is a worker), or like ``app.enqueue`` given a queue.
+        queue_name: The name of a queue declared in the app (raises otherwise).
         interrupt: Interrupts runs of the given workflows in this process (cancelled).
     """
 
@@ -216,6 +231,7 @@ class ChildWorkflows:
         notifier: Notifier,
         registry: Registry,
         create: CreateWorkflow,
+        queue_name: Callable[[Queue | str], str],
         interrupt: Callable[[list[str]], None],
     ) -> None:
         self._store = store
@@ -223,6 +239,7 @@ class ChildWorkflows:
         self._notifier = notifier
         self.registry = registry
         self._create = create
+        self.queue_name = queue_name
         self._interrupt = interrupt
 
     async def start(
@@ -234,15 +251,22 @@ class ChildWorkflows:
         *,
         workflow_id: str,
         timeout: timedelta | float | None,
+        queue: str | None = None,
+        priority: int = 0,
     ) -> str:
-        """Create the child (or find it: idempotent) and link it to its parent.
+        """Create the child (or find it: idempotent) and link it to its parent; a
+        child put on ``queue`` runs when the queue's limits allow.
 
         Raises:
             WorkflowConflictError: the id is taken by another workflow or input.
             PayloadError: an argument cannot be stored.
         """
-        child_id = await self._create(definition, args, kwargs, workflow_id, timeout)
+        child_id = await self._create(
+            definition, args, kwargs, workflow_id, timeout, queue=queue, priority=priority
+        )
         await link_to_parent(self._store, child_id, parent_id, now=self._clock.now())
+        if queue is not None:
+            self._notifier.notify_work_due()
         return child_id
 
     async def cancel(self, workflow_id: str) -> None:

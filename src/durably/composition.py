@@ -42,6 +42,7 @@ from durably.models import (
     WorkflowRecord,
     WorkflowStatus,
 )
+from durably.queues import Queue, check_priority
 from durably.registry import DEFINITION_ATTRIBUTE, WorkflowDefinition
 
 R = TypeVar("R")
@@ -57,6 +58,8 @@ class ChildCall:
     kwargs: dict[str, Any]
     workflow_id: str | None
     timeout: timedelta | float | None
+    queue: str | None = None
+    priority: int = 0
 
     @property
     def result_hint(self) -> object:
@@ -117,6 +120,8 @@ class ChildOperations(ContextCore):
         *args: Any,
         workflow_id: str | None = ...,
         timeout: timedelta | float | None = ...,
+        queue: Queue | str | None = ...,
+        priority: int = ...,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, ChildHandle[R]]: ...
 
@@ -128,6 +133,8 @@ class ChildOperations(ContextCore):
         *args: Any,
         workflow_id: str | None = ...,
         timeout: timedelta | float | None = ...,
+        queue: Queue | str | None = ...,
+        priority: int = ...,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, ChildHandle[R]]: ...
 
@@ -139,6 +146,8 @@ class ChildOperations(ContextCore):
         *args: Any,
         workflow_id: str | None = ...,
         timeout: timedelta | float | None = ...,
+        queue: Queue | str | None = ...,
+        priority: int = ...,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, ChildHandle[Any]]: ...
 
@@ -149,6 +158,8 @@ class ChildOperations(ContextCore):
         *args: Any,
         workflow_id: str | None = None,
         timeout: timedelta | float | None = None,
+        queue: Queue | str | None = None,
+        priority: int = 0,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, ChildHandle[Any]]:
         """Start a child workflow: a durable operation that creates it once.
@@ -163,6 +174,9 @@ class ChildOperations(ContextCore):
             workflow_id: The child's id (default: ``f"{this workflow's id}:{seq}"``,
                 the same on every replay).
             timeout: A durable deadline for the child.
+            queue: Put the child on this declared queue (see ``app.enqueue``): it
+                runs when the queue's limits allow, on any worker declaring it.
+            priority: Its priority on ``queue`` (higher first).
             **kwargs: The child's keyword arguments.
 
         Returns:
@@ -172,9 +186,12 @@ class ChildOperations(ContextCore):
             WorkflowNotRegisteredError: the workflow is not registered (at the call).
             TypeError: the arguments do not fit its signature (at the call).
             WorkflowConflictError: ``workflow_id`` is taken by another workflow or input.
+            ConfigurationError: ``queue`` is not declared in this app (at the call).
             WorkflowCancelled: this workflow was cancelled.
         """
-        call = self._child_call(workflow, args, kwargs, workflow_id, timeout)
+        call = self._child_call(
+            workflow, args, kwargs, workflow_id, timeout, queue=queue, priority=priority
+        )
         seq = self._take_seq()
         return self._track(self._start_child(seq, call, self._child_id(call, seq)))
 
@@ -186,6 +203,8 @@ class ChildOperations(ContextCore):
         *args: Any,
         workflow_id: str | None = ...,
         timeout: timedelta | float | None = ...,
+        queue: Queue | str | None = ...,
+        priority: int = ...,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, R]: ...
 
@@ -197,6 +216,8 @@ class ChildOperations(ContextCore):
         *args: Any,
         workflow_id: str | None = ...,
         timeout: timedelta | float | None = ...,
+        queue: Queue | str | None = ...,
+        priority: int = ...,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, R]: ...
 
@@ -208,6 +229,8 @@ class ChildOperations(ContextCore):
         *args: Any,
         workflow_id: str | None = ...,
         timeout: timedelta | float | None = ...,
+        queue: Queue | str | None = ...,
+        priority: int = ...,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, Any]: ...
 
@@ -218,15 +241,20 @@ class ChildOperations(ContextCore):
         *args: Any,
         workflow_id: str | None = None,
         timeout: timedelta | float | None = None,
+        queue: Queue | str | None = None,
+        priority: int = 0,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, Any]:
         """Start a child workflow and wait for its result: ``start_child`` then
-        ``result()``, both numbered at this call (two durable operations).
+        ``result()``, both numbered at this call (two durable operations); the
+        arguments are those of :meth:`start_child`.
 
         Raises:
             WorkflowFailedError: the child did not complete.
         """
-        call = self._child_call(workflow, args, kwargs, workflow_id, timeout)
+        call = self._child_call(
+            workflow, args, kwargs, workflow_id, timeout, queue=queue, priority=priority
+        )
         start_seq = self._take_seq()
         result_seq = self._take_seq()
         child_id = self._child_id(call, start_seq)
@@ -251,6 +279,8 @@ class ChildOperations(ContextCore):
         workflow_id: str | None,
         timeout: timedelta | float | None,
         *,
+        queue: Queue | str | None = None,
+        priority: int = 0,
         bind: bool = True,
     ) -> ChildCall:
         children = self._env.children
@@ -271,6 +301,10 @@ class ChildOperations(ContextCore):
                 )
         if timeout is not None:
             to_micros(timeout, "timeout")
+        check_priority(priority)
+        queue_name = queue.name if isinstance(queue, Queue) else queue
+        if queue is not None and children is not None:
+            queue_name = children.queue_name(queue)
         name = (
             definition.name
             if definition is not None
@@ -285,6 +319,8 @@ class ChildOperations(ContextCore):
             kwargs=kwargs,
             workflow_id=workflow_id,
             timeout=timeout,
+            queue=queue_name,
+            priority=priority,
         )
 
     def _child_id(self, call: ChildCall, seq: int) -> str:
@@ -313,6 +349,8 @@ class ChildOperations(ContextCore):
                     call.kwargs,
                     workflow_id=child_id,
                     timeout=call.timeout,
+                    queue=call.queue,
+                    priority=call.priority,
                 ),
                 "start_child",
             )

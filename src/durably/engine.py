@@ -14,7 +14,6 @@ This module wires them together (the constructor) and starts workflows.
 
 from __future__ import annotations
 
-import functools
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,7 +35,7 @@ from durably.handles import WorkflowHandle
 from durably.identifiers import validate_identifier
 from durably.notifier import Notifier
 from durably.observers import Observer, ObserverSet
-from durably.queues import Queue
+from durably.queues import Queue, check_priority
 from durably.recovery_trigger import RecoveryTrigger
 from durably.redaction import RedactingFormatter, Redaction
 from durably.registry import Registry
@@ -147,7 +146,8 @@ class Durably(AppDeclarations, AppLifecycle, AppActions, AppReads):
                 clock=self._clock,
                 notifier=self._notifier,
                 registry=self.registry,
-                create=functools.partial(self._create, queue=None, priority=0),
+                create=self._create,
+                queue_name=self._declared_queue_name,
                 interrupt=self._interrupt_cancelled,
             ),
         )
@@ -344,14 +344,8 @@ class Durably(AppDeclarations, AppLifecycle, AppActions, AppReads):
             PayloadError: an argument cannot be stored faithfully.
         """
         self._require_open()
-        name = queue.name if isinstance(queue, Queue) else queue
-        if name not in self.queues:
-            raise ConfigurationError(
-                f"queue {name!r} is not declared in this app; declare it with "
-                f"app.queue({name!r}, ...) (declared: {sorted(self.queues) or 'none'})"
-            )
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise TypeError(f"priority must be an integer, not {priority!r}")
+        name = self._declared_queue_name(queue)
+        check_priority(priority)
         definition = self.registry.lookup(workflow)
         identifier = await self._create(
             definition, args, kwargs, workflow_id, timeout, queue=name, priority=priority
@@ -410,6 +404,20 @@ class Durably(AppDeclarations, AppLifecycle, AppActions, AppReads):
     def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
         """A handle to an existing workflow, by id."""
         return WorkflowHandle(self, validate_identifier(workflow_id, "workflow_id"))
+
+    def _declared_queue_name(self, queue: Queue | str) -> str:
+        """The name of ``queue``, which this app must declare.
+
+        Raises:
+            ConfigurationError: it is not declared.
+        """
+        name = queue.name if isinstance(queue, Queue) else queue
+        if name not in self.queues:
+            raise ConfigurationError(
+                f"queue {name!r} is not declared in this app; declare it with "
+                f"app.queue({name!r}, ...) (declared: {sorted(self.queues) or 'none'})"
+            )
+        return name
 
     async def _fire_tick(self, schedule: Schedule, tick: datetime) -> None:
         workflow_id = schedule.workflow_id(tick)

@@ -66,3 +66,14 @@ class Queue:
             rate_limit=self.rate_limit,
             rate_period=to_micros(self.per),
         )
+
+
+def check_priority(priority: object) -> int:
+    """Return ``priority`` if it is an integer (higher priorities are claimed first).
+
+    Raises:
+        TypeError: it is not an integer.
+    """
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority must be an integer, not {priority!r}")
+    return priority

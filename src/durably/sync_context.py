@@ -19,6 +19,7 @@ from durably.composition import ChildHandle
 from durably.context import Context
 from durably.errors import _Abandon
 from durably.fan_out import MapResult
+from durably.queues import Queue
 from durably.registry import StepDefinition
 from durably.retry import RetryPolicy
 from durably.step_call import current_workflow_context
@@ -154,13 +155,21 @@ class SyncContext:
         *args: Any,
         workflow_id: str | None = None,
         timeout: timedelta | float | None = None,
+        queue: Queue | str | None = None,
+        priority: int = 0,
         **kwargs: Any,
     ) -> SyncChildHandle[Any]:
         """Start a child workflow (see :meth:`Context.start_child`)."""
         context = self._context
         handle = self._call(
             lambda: context.start_child(
-                workflow, *args, workflow_id=workflow_id, timeout=timeout, **kwargs
+                workflow,
+                *args,
+                workflow_id=workflow_id,
+                timeout=timeout,
+                queue=queue,
+                priority=priority,
+                **kwargs,
             )
         )
         return SyncChildHandle(self, handle)
@@ -172,13 +181,21 @@ class SyncContext:
         *args: Any,
         workflow_id: str | None = None,
         timeout: timedelta | float | None = None,
+        queue: Queue | str | None = None,
+        priority: int = 0,
         **kwargs: Any,
     ) -> Any:
         """Start a child workflow and wait for its result (see :meth:`Context.run_child`)."""
         context = self._context
         return self._call(
             lambda: context.run_child(
-                workflow, *args, workflow_id=workflow_id, timeout=timeout, **kwargs
+                workflow,
+                *args,
+                workflow_id=workflow_id,
+                timeout=timeout,
+                queue=queue,
+                priority=priority,
+                **kwargs,
             )
         )
 

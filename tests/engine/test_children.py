@@ -16,6 +16,7 @@ import pytest
 
 from durably import (
     ChildHandle,
+    ConfigurationError,
     Context,
     Durably,
     ItemStatus,
@@ -53,6 +54,49 @@ async def kinds(app: Durably, workflow_id: str) -> list[tuple[int, str, str]]:
 
 
 # -- child workflows ------------------------------------------------------------------------
+
+
+async def test_children_on_a_queue_run_within_its_limits(app: Durably) -> None:
+    """queue= puts each child on a declared queue: the children run as its limit allows
+    (one at a time here) and the parent gets every result; an undeclared queue is
+    refused at the call."""
+    running: list[int] = []
+    most_at_once = 0
+    app.queue("one-at-a-time", concurrency=1)
+
+    async def work(n: int) -> int:
+        nonlocal most_at_once
+        running.append(n)
+        most_at_once = max(most_at_once, len(running))
+        for _ in range(20):  # let the other children run, if the queue allowed it
+            await asyncio.sleep(0)
+        running.remove(n)
+        return n * 10
+
+    @app.workflow(name="queued-child")
+    async def queued_child(ctx: Context, n: int) -> int:
+        return await ctx.step("work", work, n)
+
+    @app.workflow(name="fan-out")
+    async def fan_out(ctx: Context) -> list[int]:
+        handles = [await ctx.start_child(queued_child, n, queue="one-at-a-time") for n in range(3)]
+        last = await ctx.run_child(queued_child, 3, queue="one-at-a-time", priority=5)
+        return [*await asyncio.gather(*(handle.result() for handle in handles)), last]
+
+    @app.workflow(name="misqueued")
+    async def misqueued(ctx: Context) -> str:
+        try:
+            await ctx.start_child(queued_child, 0, queue="undeclared")
+        except ConfigurationError as error:
+            return str(error)
+        return "started"
+
+    assert await app.run(fan_out, workflow_id="fan") == [0, 10, 20, 30]
+    assert most_at_once == 1
+    for n in range(4):
+        info = await app.get_workflow(f"fan:{n}")
+        assert (info.queue, info.status) == ("one-at-a-time", WorkflowStatus.COMPLETED)
+    assert "queue 'undeclared' is not declared" in await app.run(misqueued)
 
 
 async def test_child_result_is_returned_to_the_parent(app: Durably) -> None:
