@@ -69,6 +69,69 @@ def sqlite_commit_rate(
     return {"rows_per_second": rows / elapsed, "rows": rows, "seconds": elapsed}
 
 
+def sqlite_checkpoint_rate(
+    path: str, synchronous: str, seconds: float, max_rows: int
+) -> dict[str, Any]:
+    """Checkpoints per second written with durably's own statements and schema, by the
+    bare driver: one transaction per checkpoint holding the fenced upsert of the
+    operation and the refresh of the workflow's ``updated_at`` (what the engine's
+    SQLite writer commits for a step). The gap between this and the raw single-row
+    rate is the cost of durably's schema; the gap between this and durably's step
+    rate is the cost of the engine in Python."""
+    from pathlib import Path
+
+    from durably.store.sqlite._connect import connect_and_migrate
+    from durably.store.sqlite.store import Q
+
+    # The connection the store's writer opens: same schema, same pragmas.
+    connection = connect_and_migrate(Path(path), synchronous)
+    try:
+        connection.execute(
+            "INSERT INTO workflows (workflow_id, workflow_name, status, version, serializer,"
+            " owner, fence, created_at, updated_at) VALUES"
+            " ('workflow-1', 'bench', 'RUNNING', '', 'json', 'bench', 1, 0, 0)"
+        )
+        step = {
+            "workflow_id": "workflow-1",
+            "owner": "bench",
+            "fence": 1,
+            "kind": "STEP",
+            "name": "step",
+            "status": "COMPLETED",
+            "result": "1",
+            "error": None,
+            "serializer": "json",
+            "attempts": 1,
+            "wake_at": None,
+        }
+        seq = 0
+
+        def commit_one() -> None:
+            nonlocal seq
+            connection.execute("BEGIN IMMEDIATE")
+            params = {**step, "seq": seq, "started_at": seq, "finished_at": seq + 1}
+            if connection.execute(Q["record_operation"], params).rowcount != 1:
+                raise AssertionError("the fenced upsert wrote nothing")
+            connection.execute(
+                Q["refresh_updated_at"], {"workflow_id": "workflow-1", "moment": seq + 1}
+            )
+            connection.execute("COMMIT")
+            seq += 1
+
+        for _ in range(WARM_UP_COMMITS):
+            commit_one()
+        rows = 0
+        started = time.perf_counter()
+        deadline = started + seconds
+        while rows < max_rows and time.perf_counter() < deadline:
+            commit_one()
+            rows += 1
+        elapsed = time.perf_counter() - started
+    finally:
+        connection.close()
+    return {"rows_per_second": rows / elapsed, "rows": rows, "seconds": elapsed}
+
+
 def postgres_commit_rate(
     url: str,
     schema: str,

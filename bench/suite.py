@@ -254,6 +254,22 @@ class Bench:
                 )
         return float(result["rows_per_second"])
 
+    def checkpoint_commit_rate(self, backend: Backend) -> float:
+        """Checkpoints per second with durably's own statements, schema and pragmas on
+        the bare driver, one per commit (SQLite backends; see
+        :func:`bench.raw.sqlite_checkpoint_rate`)."""
+        seconds = 0.2 if self.quick or self.tiny else 1.0
+        with self.location(backend) as where:
+            result = self.durably(
+                "raw",
+                "sqlite_checkpoint_rate",
+                path=where["path"],
+                synchronous=backend.synchronous,
+                seconds=seconds,
+                max_rows=20_000,
+            )
+        return float(result["rows_per_second"])
+
     def try_dbos(
         self, samples: Samples, notes: dict[str, str], key: str, take: Callable[[], float]
     ) -> None:

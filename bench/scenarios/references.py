@@ -1,5 +1,7 @@
 """The physical limits, on their own: raw committed INSERTs per second, one row per
-commit and 100 rows per commit (what group commit could reach), on every backend.
+commit and 100 rows per commit (what group commit could reach), on every backend;
+and, on SQLite, durably's own checkpoint statements run by the bare driver (the most
+durably's schema allows before any engine code runs).
 
 Each scenario also measures the reference it is compared with, interleaved with its
 own repetitions; this table shows them all side by side.
@@ -24,8 +26,26 @@ def run(bench: Bench) -> list[Row]:
                 f"100/{backend.key}",
                 bench.raw_commit_rate(backend, rows_per_commit=100, max_rows=200_000),
             )
+            if backend.kind == "sqlite":
+                samples.add(f"checkpoint/{backend.key}", bench.checkpoint_commit_rate(backend))
     rows = []
     for backend in bench.backends:
+        if backend.kind == "sqlite":
+            rows.append(
+                Row(
+                    scenario=TITLE,
+                    metric=(
+                        "durably's checkpoint statements by the bare driver (fenced upsert"
+                        " + updated_at refresh, durably's schema), 1 per commit"
+                    ),
+                    unit="checkpoints/s",
+                    backend=backend.label,
+                    higher_is_better=True,
+                    durably=samples.summary(f"checkpoint/{backend.key}"),
+                    reference=samples.summary(f"1/{backend.key}"),
+                    reference_label=f"{backend.raw_label}, 1 row/commit",
+                )
+            )
         for per_commit in (1, 100):
             rows.append(
                 Row(

@@ -55,6 +55,8 @@ def run(bench: Bench) -> list[Row]:
             samples.add(f"durably/{backend.key}", steps / seconds)
             samples.add(f"durably-us/{backend.key}", seconds / steps * 1e6)
             samples.add(f"overhead/{backend.key}", seconds / steps * 1e6 - 1e6 / raw_rate)
+            if backend.kind == "sqlite":
+                samples.add(f"checkpoint/{backend.key}", bench.checkpoint_commit_rate(backend))
             if backend.compare_dbos:
 
                 def take(backend: Backend = backend) -> float:
@@ -104,4 +106,19 @@ def run(bench: Bench) -> list[Row]:
                 durably=samples.summary(f"overhead/{backend.key}"),
             )
         )
+        if backend.kind == "sqlite":
+            rows.append(
+                Row(
+                    **common,
+                    metric="steps/s against durably's own checkpoint SQL (the engine's share)",
+                    unit="steps/s",
+                    higher_is_better=True,
+                    durably=samples.summary(f"durably/{backend.key}"),
+                    reference=samples.summary(f"checkpoint/{backend.key}"),
+                    reference_label=(
+                        f"durably's checkpoint statements by the bare driver, "
+                        f"{backend.synchronous}, 1 per commit"
+                    ),
+                )
+            )
     return rows
