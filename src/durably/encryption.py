@@ -25,7 +25,7 @@ import sqlite3
 import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from durably.codec import JsonSerializer, Serializer
 from durably.errors import ConfigurationError, PayloadError
@@ -185,9 +185,9 @@ class EncryptedSerializer:
             raise
 
 
-#: For each SQLite table holding payloads: a page of rows after a key (key columns,
+#: For each table holding payloads: a page of rows after a key (key columns,
 #: serializer, payloads), a key before every row, and the compare-and-set update.
-_PAYLOAD_TABLES = (
+_SQLITE_PAYLOAD_TABLES = (
     (
         "SELECT workflow_id, serializer, input, result FROM workflows "
         "WHERE workflow_id > ? ORDER BY workflow_id LIMIT 500",
@@ -209,6 +209,64 @@ _PAYLOAD_TABLES = (
         "UPDATE signals SET serializer = ?, payload = ? WHERE signal_id = ? AND serializer = ?",
     ),
 )
+
+#: The same for PostgreSQL; each page is locked (FOR UPDATE) until the commit, so an
+#: app cannot change a row between its read and its rewrite.
+_POSTGRES_PAYLOAD_TABLES = (
+    (
+        "SELECT workflow_id, serializer, input, result FROM workflows "
+        "WHERE workflow_id > %s ORDER BY workflow_id LIMIT 500 FOR UPDATE",
+        ("",),
+        "UPDATE workflows SET serializer = %s, input = %s, result = %s "
+        "WHERE workflow_id = %s AND serializer = %s",
+    ),
+    (
+        "SELECT workflow_id, seq, serializer, result FROM operations "
+        "WHERE (workflow_id, seq) > (%s, %s) ORDER BY workflow_id, seq LIMIT 500 FOR UPDATE",
+        ("", -(2**31)),
+        "UPDATE operations SET serializer = %s, result = %s "
+        "WHERE workflow_id = %s AND seq = %s AND serializer = %s",
+    ),
+    (
+        "SELECT signal_id, serializer, payload FROM signals "
+        "WHERE signal_id > %s ORDER BY signal_id LIMIT 500 FOR UPDATE",
+        (-1,),
+        "UPDATE signals SET serializer = %s, payload = %s WHERE signal_id = %s AND serializer = %s",
+    ),
+)
+
+
+class _Rows(Protocol):
+    def fetchall(self) -> Sequence[Sequence[Any]]: ...
+
+
+class _Connection(Protocol):
+    """What the rewrite needs of a DB-API connection (sqlite3 or psycopg)."""
+
+    def execute(self, query: Any, params: Any = ..., /) -> _Rows: ...
+
+
+def _rewrite_payloads(
+    connection: _Connection,
+    serializer: EncryptedSerializer,
+    tables: Sequence[tuple[str, tuple[object, ...], str]],
+) -> int:
+    """Rewrite, in the caller's transaction, every payload labelled with
+    ``serializer``'s name or its inner serializer's; return how many."""
+    labels = (serializer.name, serializer.inner.name)
+    rewritten = 0
+    for select, first, update in tables:
+        after, width = first, len(first)
+        while rows := connection.execute(select, after).fetchall():
+            for row in rows:
+                keys, label, payloads = row[:width], row[width], row[width + 1 :]
+                if label not in labels:
+                    continue
+                new = [None if p is None else serializer.reencrypt(p) for p in payloads]
+                connection.execute(update, (serializer.name, *new, *keys, label))
+                rewritten += sum(p is not None for p in payloads)
+            after = tuple(rows[-1][:width])
+    return rewritten
 
 
 def reencrypt_sqlite(path: str | Path, serializer: EncryptedSerializer) -> int:
@@ -238,25 +296,13 @@ def reencrypt_sqlite(path: str | Path, serializer: EncryptedSerializer) -> int:
     database = Path(path)
     if not database.is_file():
         raise ValueError(f"{database} is not an existing SQLite database file")
-    labels = (serializer.name, serializer.inner.name)
     connection = sqlite3.connect(database, isolation_level=None, timeout=30)
-    rewritten = 0
     try:
         # Overwrite the replaced text with zeros rather than leave it in free pages.
         connection.execute("PRAGMA secure_delete = ON")
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for select, first, update in _PAYLOAD_TABLES:
-                after, width = first, len(first)
-                while rows := connection.execute(select, after).fetchall():
-                    for row in rows:
-                        keys, label, payloads = row[:width], row[width], row[width + 1 :]
-                        if label not in labels:
-                            continue
-                        new = [None if p is None else serializer.reencrypt(p) for p in payloads]
-                        connection.execute(update, (serializer.name, *new, *keys, label))
-                        rewritten += sum(p is not None for p in payloads)
-                    after = tuple(rows[-1][:width])
+            rewritten = _rewrite_payloads(connection, serializer, _SQLITE_PAYLOAD_TABLES)
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -267,3 +313,50 @@ def reencrypt_sqlite(path: str | Path, serializer: EncryptedSerializer) -> int:
     finally:
         connection.close()
     return rewritten
+
+
+def reencrypt_postgres(
+    url: str, serializer: EncryptedSerializer, *, schema: str = "durably"
+) -> int:
+    """Rewrite every payload of a PostgreSQL store with ``serializer``'s first key
+    (needs ``durably[postgres]``), as :func:`reencrypt_sqlite` does for a file.
+
+    It runs in one transaction: all or nothing. The rows it rewrites stay locked
+    until it commits, so it is safe while apps run (their writes to those rows wait),
+    best at a quiet time on a large database. Every app that writes must already have
+    the new key first in its ``keys``. PostgreSQL keeps the replaced row versions
+    until they are vacuumed: run ``VACUUM`` on the schema's tables afterwards to
+    remove the old ciphertext from the data files.
+
+    Args:
+        url: The database, as given to :class:`~durably.store.postgres.PostgresStore`.
+        serializer: The serializer the apps use, new key first.
+        schema: The store's schema (default ``durably``).
+
+    Returns:
+        How many payloads were rewritten.
+
+    Raises:
+        PayloadError: a payload cannot be decrypted with any key (nothing is changed).
+        ConfigurationError: psycopg is missing.
+        ValueError: the schema holds no durably store.
+    """
+    try:
+        import psycopg
+        from psycopg import sql
+
+        from durably.store.postgres._connection import describe
+    except ImportError as error:
+        raise ConfigurationError(
+            "reencrypt_postgres needs psycopg: pip install 'durably[postgres]'"
+        ) from error
+    with psycopg.connect(url) as connection:  # one transaction, committed on success
+        found = connection.execute(
+            "SELECT 1 FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_name = 'workflows'",
+            (schema,),
+        ).fetchone()
+        if found is None:
+            raise ValueError(f"schema {schema!r} of {describe(url)} holds no durably store")
+        connection.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        return _rewrite_payloads(connection, serializer, _POSTGRES_PAYLOAD_TABLES)

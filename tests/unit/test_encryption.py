@@ -1,4 +1,5 @@
-"""Payload encryption at rest (durably.encryption), through real SQLite files."""
+"""Payload encryption at rest (durably.encryption), through real SQLite files and a
+real PostgreSQL store."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
+from tests.conftest import postgres_url
 
 from durably import (
     ConfigurationError,
@@ -23,7 +27,13 @@ from durably import (
     SqliteStore,
     WorkflowStatus,
 )
-from durably.encryption import ENCRYPTED_PREFIX, generate_key, reencrypt_sqlite
+from durably.encryption import (
+    ENCRYPTED_PREFIX,
+    generate_key,
+    reencrypt_postgres,
+    reencrypt_sqlite,
+)
+from durably.store.postgres import PostgresStore
 from durably.testing import FakeClock
 
 
@@ -44,9 +54,22 @@ class Receipt:
     amount: int
 
 
-def payment_app(path: Path, clock: FakeClock, serializer: Serializer | None) -> Durably:
-    """``pay`` charges (a dataclass result), sleeps a minute durably, waits for a note."""
-    app = Durably(SqliteStore(path), clock=clock, serializer=serializer, inline_wait=0)
+@dataclasses.dataclass(frozen=True)
+class PgSchema:
+    """A PostgreSQL store's schema, where a test's apps keep their workflows."""
+
+    name: str
+
+
+def payment_app(where: Path | PgSchema, clock: FakeClock, serializer: Serializer | None) -> Durably:
+    """``pay`` charges (a dataclass result), sleeps a minute durably, waits for a note;
+    on a SQLite file or a PostgreSQL schema."""
+    store = (
+        PostgresStore(postgres_url(), schema=where.name)
+        if isinstance(where, PgSchema)
+        else SqliteStore(where)
+    )
+    app = Durably(store, clock=clock, serializer=serializer, inline_wait=0)
 
     async def charge(card: str) -> Receipt:
         return Receipt(card=card, amount=4200)
@@ -70,17 +93,19 @@ async def wait_until(app: Durably, workflow_id: str, status: WorkflowStatus) -> 
     raise AssertionError(f"{workflow_id} never became {status}")
 
 
-async def start_and_suspend(path: Path, clock: FakeClock, serializer: Serializer | None) -> None:
+async def start_and_suspend(
+    where: Path | PgSchema, clock: FakeClock, serializer: Serializer | None
+) -> None:
     """Start ``pay`` and close the app once it sleeps (its charge is recorded)."""
-    app = payment_app(path, clock, serializer)
+    app = payment_app(where, clock, serializer)
     async with app:
         await app.start("pay", CARD, workflow_id="order-1")
         await wait_until(app, "order-1", WorkflowStatus.SUSPENDED)
 
 
-async def finish(path: Path, clock: FakeClock, serializer: Serializer | None) -> object:
+async def finish(where: Path | PgSchema, clock: FakeClock, serializer: Serializer | None) -> object:
     """A new app wakes ``pay``, sends its note and returns its result."""
-    app = payment_app(path, clock, serializer)
+    app = payment_app(where, clock, serializer)
     async with app:
         clock.advance(timedelta(minutes=1))
         await app.send_signal("order-1", "note", NOTE)
@@ -176,6 +201,52 @@ async def test_reencrypting_a_database_lets_the_old_key_go(tmp_path: Path) -> No
     for _, label, payload in stored_rows(path):
         assert label == "encrypted+json"
         assert payload is None or only_b.decrypt(payload)
+
+
+def postgres_payloads(schema: str) -> list[tuple[str, str | None]]:
+    """(serializer, payload) of every payload stored in a PostgreSQL store."""
+    with psycopg.connect(postgres_url(), autocommit=True) as connection:
+        connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        return [
+            (str(label), payload)
+            for query in (
+                "SELECT serializer, input FROM workflows",
+                "SELECT serializer, result FROM workflows",
+                "SELECT serializer, result FROM operations WHERE result IS NOT NULL",
+                "SELECT serializer, payload FROM signals",
+            )
+            for label, payload in connection.execute(query)
+        ]
+
+
+async def test_reencrypting_a_postgres_store_lets_the_old_key_go(postgres_schema: str) -> None:
+    """reencrypt_postgres does on a PostgreSQL store what reencrypt_sqlite does on a
+    file: key B alone then reads everything; no plaintext or key-A token is left. A
+    payload no key decrypts fails it with nothing changed; a schema without a store is
+    refused."""
+    where, clock = PgSchema(postgres_schema), FakeClock()
+    await start_and_suspend(where, clock, None)  # plain JSON, before encryption
+    assert await finish(where, clock, EncryptedSerializer(keys=[KEY_A])) == EXPECTED
+    before = postgres_payloads(postgres_schema)
+    assert {label for label, _ in before} == {"json", "encrypted+json"}
+
+    with pytest.raises(PayloadError):
+        reencrypt_postgres(postgres_url(), EncryptedSerializer(keys=[KEY_C]), schema=where.name)
+    assert postgres_payloads(postgres_schema) == before
+    with pytest.raises(ValueError, match="holds no durably store"):
+        reencrypt_postgres(postgres_url(), EncryptedSerializer(keys=[KEY_B]), schema="absent")
+
+    rotated = EncryptedSerializer(keys=[KEY_B, KEY_A])
+    rewritten = reencrypt_postgres(postgres_url(), rotated, schema=where.name)
+
+    assert rewritten == len([payload for _, payload in before if payload is not None])
+    only_b = EncryptedSerializer(keys=[KEY_B])
+    app = payment_app(where, clock, only_b)
+    async with app:
+        assert await app.handle("order-1").result() == EXPECTED
+    for label, payload in postgres_payloads(postgres_schema):
+        assert label == "encrypted+json"
+        assert payload is None or (CARD not in payload and only_b.decrypt(payload))
 
 
 async def test_rows_written_before_encryption_still_read(tmp_path: Path) -> None:
