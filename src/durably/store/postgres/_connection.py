@@ -33,6 +33,10 @@ from durably.store.base import StoreChange
 logger = logging.getLogger("durably.store.postgres")
 T = TypeVar("T")
 
+#: Sets how long the server lets a session sit idle inside a transaction before ending
+#: it (every transaction of the store runs its statements back to back: a minute idle
+#: means the process is paused or dead).
+IDLE_IN_TRANSACTION_TIMEOUT = "SET idle_in_transaction_session_timeout = '1min'"
 #: Attempts of a statement whose connection was lost, and the first pause between them.
 RECONNECT_ATTEMPTS = 6
 RECONNECT_PAUSE = 0.1
@@ -69,6 +73,10 @@ def make_pool(
 
     async def configure(connection: AsyncConnection[DictRow]) -> None:
         await connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        # A process paused inside a transaction (SIGSTOP, a frozen VM) would keep its
+        # locks, and stall the others, for as long as the pause: the server ends such
+        # a session after a bounded idle time (the process reconnects when it resumes).
+        await connection.execute(IDLE_IN_TRANSACTION_TIMEOUT)
 
     return AsyncConnectionPool(
         url,

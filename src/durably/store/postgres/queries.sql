@@ -136,6 +136,10 @@ FROM due
 WHERE workflows.workflow_id = due.workflow_id
 RETURNING workflows.*, due.due_at;
 
+-- name: bound_lock_waits
+-- Wait at most this long for a lock in the rest of the transaction (QUEUE_LOCK_WAIT).
+SET LOCAL lock_timeout = '500ms';
+
 -- name: lock_queue
 -- Serialise the claims of one queue across workers until the end of the transaction.
 SELECT pg_advisory_xact_lock(hashtext(%(lock_name)s));

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
@@ -62,6 +63,11 @@ from durably.store.postgres._migrate import migrate
 T = TypeVar("T")
 Q = load_queries("durably.store.postgres")
 Connection = AsyncConnection[DictRow]
+logger = logging.getLogger("durably.store.postgres")
+
+#: The longest a queue claim waits for another worker's claim of the same queue (the
+#: ``lock_timeout`` of queries.sql's ``bound_lock_waits``).
+QUEUE_LOCK_WAIT = "500 ms"
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -306,7 +312,11 @@ class PostgresStore:
     ) -> list[WorkflowRecord]:
         """Claim a queue's workflows within its limits (see
         :class:`~durably.store.Store`); a transaction-scoped advisory lock per queue
-        serialises the claims of every worker, so their counts are never stale."""
+        serialises the claims of every worker, so their counts are never stale.
+
+        The lock is waited for at most :data:`QUEUE_LOCK_WAIT`: a worker paused in the
+        middle of its own claim (until the server ends its idle transaction) must not
+        stop the others' claim loops; the queue is then skipped for this pass."""
         if limit <= 0 or not names:
             return []
         params = {
@@ -321,7 +331,20 @@ class PostgresStore:
         }
 
         async def work(connection: Connection) -> list[dict[str, Any]]:
+            try:
+                return await claim(connection)
+            except psycopg.errors.LockNotAvailable:
+                logger.warning(
+                    "queue %r: another worker has held its claim lock for more than %s "
+                    "(paused in the middle of a claim?); skipping the queue this time",
+                    queue.name,
+                    QUEUE_LOCK_WAIT,
+                )
+                return []
+
+        async def claim(connection: Connection) -> list[dict[str, Any]]:
             async with connection.transaction():
+                await connection.execute(Q["bound_lock_waits"])
                 await connection.execute(Q["lock_queue"], params)
                 usage = await (await connection.execute(Q["queue_usage"], params)).fetchone()
                 assert usage is not None  # an aggregate always has a row
