@@ -8,6 +8,7 @@ import asyncio
 from datetime import timedelta
 
 import psycopg
+from psycopg import sql
 from tests.conftest import postgres_url
 
 from durably import Context, Durably, WorkflowStatus
@@ -80,3 +81,72 @@ async def _show(connection: psycopg.AsyncConnection[dict[str, object]], name: st
     row = await cursor.fetchone()
     assert row is not None
     return str(row[name])
+
+
+async def test_a_row_locked_by_a_paused_client_delays_no_other_lease_renewal(
+    postgres_schema: str,
+) -> None:
+    """A client paused while it holds one workflow's row (in the middle of sending it a
+    signal or cancelling it) must not stop the owner's heartbeat: the owner's other
+    leases are renewed meanwhile (never left to expire and be claimed again), and the
+    locked one once it is free."""
+    gate = asyncio.Event()
+    app = Durably(
+        PostgresStore(postgres_url(), schema=postgres_schema, pool_size=4),
+        lease_duration=timedelta(seconds=1.5),  # a heartbeat every 0.5 s
+    )
+
+    async def blocked() -> None:
+        await gate.wait()
+
+    @app.workflow(name="held")
+    async def held(ctx: Context) -> None:
+        await ctx.step("blocked", blocked)
+
+    paused = await psycopg.AsyncConnection.connect(postgres_url())  # in a transaction
+    try:
+        async with app:
+            try:
+                for workflow_id in ("locked", "free"):
+                    await app.start(held, workflow_id=workflow_id)
+                await paused.execute(
+                    sql.SQL(
+                        "SELECT 1 FROM {} WHERE workflow_id = 'locked' FOR NO KEY UPDATE"
+                    ).format(sql.Identifier(postgres_schema, "workflows"))
+                )
+                await asyncio.wait_for(renewed_twice(postgres_schema, "free"), GUARD)
+                await paused.rollback()
+                await asyncio.wait_for(renewed_twice(postgres_schema, "locked"), GUARD)
+            finally:
+                await paused.rollback()
+                gate.set()
+    finally:
+        await paused.close()
+
+
+async def lease(schema: str, workflow_id: str) -> tuple[int, int]:
+    """The workflow's (fence, lease_until), read on a connection of its own."""
+    async with await psycopg.AsyncConnection.connect(postgres_url(), autocommit=True) as reader:
+        cursor = await reader.execute(
+            sql.SQL("SELECT fence, lease_until FROM {} WHERE workflow_id = %s").format(
+                sql.Identifier(schema, "workflows")
+            ),
+            (workflow_id,),
+        )
+        row = await cursor.fetchone()
+    assert row is not None and row[1] is not None
+    return int(row[0]), int(row[1])
+
+
+async def renewed_twice(schema: str, workflow_id: str) -> None:
+    """Return once the workflow's lease has been extended twice by its owner's
+    heartbeat; fail if it was claimed again meanwhile (its fence moved: the lease had
+    expired)."""
+    fence, first = await lease(schema, workflow_id)
+    extensions = [first]
+    while len(extensions) < 3:
+        await asyncio.sleep(0.05)
+        now_fence, until = await lease(schema, workflow_id)
+        assert now_fence == fence, f"the lease of {workflow_id!r} expired and it was claimed again"
+        if until > extensions[-1]:
+            extensions.append(until)

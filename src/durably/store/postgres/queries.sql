@@ -209,12 +209,18 @@ WHERE status = 'SUSPENDED' AND wake_at IS NOT NULL
 
 -- name: renew_leases
 -- Extend every lease of an executor and record its heartbeat, in one statement;
--- report cancellation requests.
+-- report cancellation requests. A row another transaction holds (a client sending the
+-- workflow a signal, say, possibly paused in the middle) is skipped until the next
+-- heartbeat rather than waited for: waiting would hold back every other lease.
 WITH heartbeat AS (
-    UPDATE executors SET heartbeat_at = %(now)s WHERE executor_id = %(owner)s)
+    UPDATE executors SET heartbeat_at = %(now)s WHERE executor_id = %(owner)s),
+mine AS (
+    SELECT workflow_id FROM workflows WHERE owner = %(owner)s
+    FOR NO KEY UPDATE SKIP LOCKED)
 UPDATE workflows SET lease_until = %(lease_until)s
-WHERE owner = %(owner)s
-RETURNING workflow_id, cancel_requested;
+FROM mine
+WHERE workflows.workflow_id = mine.workflow_id AND workflows.owner = %(owner)s
+RETURNING workflows.workflow_id, workflows.cancel_requested;
 
 -- name: release_workflows
 -- Give up every lease of an executor, so that others can claim its workflows now.
