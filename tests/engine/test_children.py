@@ -103,13 +103,22 @@ async def test_child_result_is_returned_to_the_parent(app: Durably) -> None:
     """start_child creates the child under a deterministic id; result() returns its
     result, and both are recorded in the parent's history."""
 
+    linked = asyncio.Event()
+
+    async def squared(n: int) -> int:
+        # The child ends only once its parent holds the handle (the link is written):
+        # a child that ended first is not linked (its parent reads its record instead).
+        await linked.wait()
+        return n * n
+
     @app.workflow(name="square")
     async def square(ctx: Context, n: int) -> int:
-        return await ctx.step("square", lambda: n * n)
+        return await ctx.step("square", squared, n)
 
     @app.workflow(name="parent")
     async def parent(ctx: Context, n: int) -> int:
         handle = await ctx.start_child(square, n)
+        linked.set()
         assert handle.workflow_id == f"{ctx.workflow_id}:0"
         return await handle.result() + 1
 
