@@ -167,17 +167,29 @@ async def test_consuming_a_signal_survives_its_connection_dying_mid_transaction(
 ) -> None:
     """The workflow's consume-and-record transaction waits for the signal's row lock;
     its connection is killed; the retry consumes the signal once and records it once."""
+    gate = asyncio.Event()
+
+    async def gated() -> None:
+        await gate.wait()
+
+    @app.workflow(name="gated-inbox")
+    async def gated_inbox(ctx: Context) -> list[object]:
+        # Held in a step until the signal's row is locked: the workflow cannot take
+        # the signal before the lock is in place (it would never wait for it).
+        await ctx.step("gate", gated)
+        return [await ctx.wait_signal("item")]
+
     async with await server.connect() as holder:
-        await app.start("inbox", 1, workflow_id="w")
-        await suspended(app, "w")
+        await app.start(gated_inbox, workflow_id="w")
         await holder.execute("BEGIN")
         await app.send_signal("w", "item", "locked", dedup_key="k")
         await holder.execute("SELECT 1 FROM signals WHERE workflow_id = 'w' FOR UPDATE")
+        gate.set()
         await server.terminate(await server.wait_for_lock_wait())
         await holder.execute("COMMIT")
     assert await app.handle("w").result() == ["locked"]
     (signal,) = await app.store.list_signals("w")
-    assert signal.consumed_seq == 0
+    assert signal.consumed_seq == 1  # the wait after the gate's step (operation 0)
     record_property("faults_injected", server.terminated)
 
 
