@@ -4,6 +4,7 @@ branch while old histories replay the old path."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -27,12 +28,13 @@ HOUR = timedelta(hours=1)
 
 
 async def wait_for_status(app: Durably, workflow_id: str, status: WorkflowStatus) -> None:
-    """Yield to the loop until the workflow has ``status`` (bounded, no wall clock)."""
-    for _ in range(5_000):
-        if (await app.get_workflow(workflow_id)).status is status:
-            return
-        await asyncio.sleep(0)
-    raise AssertionError(f"{workflow_id} never became {status}")
+    """Poll until the workflow has ``status``, for at most 30 s of wall time: a plain
+    ``def`` workflow's body runs in a thread, which a loaded machine may keep waiting
+    longer than any fixed number of loop iterations."""
+    deadline = time.monotonic() + 30
+    while (await app.get_workflow(workflow_id)).status is not status:
+        assert time.monotonic() < deadline, f"{workflow_id} never became {status}"
+        await asyncio.sleep(0.001)
 
 
 async def kinds(app: Durably, workflow_id: str) -> list[tuple[OperationKind, str]]:
