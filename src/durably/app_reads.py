@@ -10,7 +10,7 @@ from typing import Any, TypeVar, overload
 from durably import events
 from durably.app_state import AppState
 from durably.environment import to_micros
-from durably.error_records import rebuild_error
+from durably.error_records import workflow_failure
 from durably.errors import WorkflowFailedError, WorkflowNotFoundError
 from durably.handles import WorkflowInfo
 from durably.models import WorkflowRecord, WorkflowStatus
@@ -180,16 +180,4 @@ class AppReads(AppState):
 
 
 def _failure(record: WorkflowRecord) -> WorkflowFailedError:
-    info = record.error_info
-    detail = f": {info.type}: {info.message}" if info is not None else ""
-    error = WorkflowFailedError(
-        f"workflow {record.workflow_id!r} ended {record.status}{detail}",
-        workflow_id=record.workflow_id,
-        status=record.status,
-        error_type=None if info is None else info.type,
-        error_message=None if info is None else info.message,
-        traceback=None if info is None else info.traceback,
-    )
-    if info is not None:
-        error.__cause__ = rebuild_error(info)
-    return error
+    return workflow_failure(record.workflow_id, record.status, record.error_info)

@@ -30,7 +30,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from durably.clock import Clock
-from durably.error_records import rebuild_error
+from durably.error_records import workflow_failure
 from durably.errors import WorkflowFailedError, WorkflowFinishedError, WorkflowNotFoundError
 from durably.identifiers import RESERVED_PREFIX
 from durably.models import (
@@ -95,18 +95,7 @@ def child_failure(child_id: str, status: str, info: ErrorInfo | None) -> Workflo
     """The error a parent gets for a child that ended in ``status`` (not COMPLETED):
     the same on the first run and on replay (the child's error, rebuilt when that is
     safe, is its ``__cause__``)."""
-    detail = f": {info.type}: {info.message}" if info is not None else ""
-    error = WorkflowFailedError(
-        f"child workflow {child_id!r} ended {status}{detail}",
-        workflow_id=child_id,
-        status=status,
-        error_type=None if info is None else info.type,
-        error_message=None if info is None else info.message,
-        traceback=None if info is None else info.traceback,
-    )
-    if info is not None:
-        error.__cause__ = rebuild_error(info)
-    return error
+    return workflow_failure(child_id, status, info, what="child workflow")
 
 
 async def link_to_parent(store: Store, child_id: str, parent_id: str, *, now: int) -> None:

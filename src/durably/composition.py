@@ -16,7 +16,6 @@ ends (see :mod:`durably.children` for how it is woken).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -407,13 +406,7 @@ class ChildOperations(ContextCore):
                         signal=child_signal(child_id),
                     )
                 until = min(inline_until, now + env.poll_interval)
-                try:
-                    await env.notifier.wait(child_id, until, since=seen)
-                except asyncio.CancelledError:
-                    converted = self._converted_cancellation()
-                    if converted is None:
-                        raise
-                    raise converted from None
+                await self._interruptibly(env.notifier.wait(child_id, until, since=seen))
                 self._raise_if_interrupted()
 
     async def _record_child_end(

@@ -8,7 +8,6 @@ first unrecorded one runs live and is recorded.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -355,7 +354,12 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
                 self.workflow_id, self.workflow_name, kind, name, seq, attempt, started
             )
             try:
-                value = await self._call(fn, args, kwargs, timeout, seq, name, attempt)
+                info = StepInfo(workflow_id=self.workflow_id, seq=seq, name=name, attempt=attempt)
+                value = await self._interruptibly(
+                    call_step_function(
+                        fn, args, kwargs, info=info, clock=env.clock, timeout=timeout
+                    )
+                )
             except Exception as error:
                 finished = env.clock.now()
                 # The workflow's cancellation or deadline stopping the step is not the
@@ -441,27 +445,6 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
 
     async def _record_attempt(self, attempt: AttemptRecord) -> None:
         await self._fenced(self._env.store.record_attempt(self._fence, attempt), "record_attempt")
-
-    async def _call(
-        self,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        timeout: int | None,
-        seq: int,
-        name: str,
-        attempt: int,
-    ) -> Any:
-        info = StepInfo(workflow_id=self.workflow_id, seq=seq, name=name, attempt=attempt)
-        try:
-            return await call_step_function(
-                fn, args, kwargs, info=info, clock=self._env.clock, timeout=timeout
-            )
-        except asyncio.CancelledError:
-            converted = self._converted_cancellation()
-            if converted is None:
-                raise
-            raise converted from None
 
     async def _answer(self, value: bool) -> bool:
         return value

@@ -150,6 +150,18 @@ class ContextCore:
         deadline) delivered to the running code, rather than a failure of that code."""
         return self._interrupt is not None and type(error) is type(self._interrupt)
 
+    async def _interruptibly(self, waiting: Awaitable[T]) -> T:
+        """Await ``waiting`` (a step, a timer, a notification); when this workflow's
+        interrupt cancelled it, raise the interrupt (a cancellation, the deadline)
+        instead of the CancelledError."""
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            converted = self._converted_cancellation()
+            if converted is None:
+                raise
+            raise converted from None
+
     def _converted_cancellation(self) -> BaseException | None:
         """The error to raise instead of a CancelledError caused by an interrupt."""
         if self._interrupt is None:
@@ -220,13 +232,7 @@ class ContextCore:
             return
         if moment - now > self._env.inline_wait and not self._compensating:
             raise _Suspend(moment, f"{reason} until {micros_to_datetime(moment).isoformat()}")
-        try:
-            await self._env.clock.sleep_until(moment)
-        except asyncio.CancelledError:
-            converted = self._converted_cancellation()
-            if converted is None:
-                raise
-            raise converted from None
+        await self._interruptibly(self._env.clock.sleep_until(moment))
 
     def _describe(self, seq: int, name: str) -> str:
         return (

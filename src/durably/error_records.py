@@ -6,7 +6,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from durably.errors import StepError
+from durably.errors import StepError, WorkflowFailedError
 from durably.models import ErrorInfo
 from durably.redaction import RedactingFormatter
 
@@ -69,3 +69,23 @@ def rebuild_error(info: ErrorInfo) -> Exception:
         else:
             return rebuilt
     return StepError(f"{info.type}: {info.message}", error_type=info.type, traceback=info.traceback)
+
+
+def workflow_failure(
+    workflow_id: str, status: str, info: ErrorInfo | None, *, what: str = "workflow"
+) -> WorkflowFailedError:
+    """The error for a workflow (``what``: "workflow", "child workflow") that ended in
+    ``status`` rather than COMPLETED, with its recorded error; the recorded exception,
+    rebuilt when that is safe, is its ``__cause__``."""
+    detail = f": {info.type}: {info.message}" if info is not None else ""
+    error = WorkflowFailedError(
+        f"{what} {workflow_id!r} ended {status}{detail}",
+        workflow_id=workflow_id,
+        status=status,
+        error_type=None if info is None else info.type,
+        error_message=None if info is None else info.message,
+        traceback=None if info is None else info.traceback,
+    )
+    if info is not None:
+        error.__cause__ = rebuild_error(info)
+    return error

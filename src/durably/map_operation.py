@@ -202,17 +202,9 @@ class MapOperations(ChildOperations):
             self._raise_if_interrupted()
         started = self._env.clock.now()
         try:
-            outcomes = await settle(
-                starters,
-                policy,
-                is_interruption=self._is_interruption,
-                only=settled,
+            outcomes = await self._interruptibly(
+                settle(starters, policy, is_interruption=self._is_interruption, only=settled)
             )
-        except asyncio.CancelledError:
-            converted = self._converted_cancellation()
-            if converted is None:
-                raise
-            raise converted from None
         except Exception:
             self._raise_if_interrupted()
             raise

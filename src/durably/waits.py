@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any, TypeVar, overload
@@ -156,13 +155,7 @@ class DurableWaits(ContextCore):
                 until = min(inline_until, now + env.poll_interval)
                 if deadline is not None:
                     until = min(until, deadline)
-                try:
-                    await env.notifier.wait(self.workflow_id, until, since=seen)
-                except asyncio.CancelledError:
-                    converted = self._converted_cancellation()
-                    if converted is None:
-                        raise
-                    raise converted from None
+                await self._interruptibly(env.notifier.wait(self.workflow_id, until, since=seen))
                 self._raise_if_interrupted()
 
     async def _consume(
