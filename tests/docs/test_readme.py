@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.doc_pages import run_script
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -19,17 +19,7 @@ def test_quick_start_runs_twice_with_the_same_result(tmp_path: Path) -> None:
     """The quick start completes, and a second run returns the recorded result."""
     script = tmp_path / "quickstart.py"
     script.write_text(python_blocks()[0], encoding="utf-8")
-    outputs = [
-        subprocess.run(
-            [sys.executable, str(script)],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout
-        for _ in range(2)
-    ]
+    outputs = [run_script(script, tmp_path).stdout for _ in range(2)]
     assert outputs[0].strip().endswith("at the door")
     assert outputs[1].strip().splitlines()[-1] == outputs[0].strip().splitlines()[-1]
     assert (tmp_path / "shop.db").exists()

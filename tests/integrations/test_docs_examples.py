@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.doc_pages import run_script
+
 EXAMPLES = Path(__file__).parents[2] / "docs" / "examples"
 
 
@@ -25,14 +27,7 @@ def wait_until(condition: Callable[[], bool], what: str, process: subprocess.Pop
 
 
 def test_schedules_demo_runs_each_tick_once_in_one_of_two_apps(tmp_path: Path) -> None:
-    output = subprocess.run(
-        [sys.executable, str(EXAMPLES / "schedules_demo.py")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    output = run_script(EXAMPLES / "schedules_demo.py", tmp_path).stdout
     ran = re.findall(r"^tick (\d\d:\d\d:\d\d) ran in (alpha|bravo) at", output, re.MULTILINE)
     assert len(ran) >= 2, output
     ticks = [tick for tick, _ in ran]

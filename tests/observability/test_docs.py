@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.doc_pages import fenced_blocks, run_script
 
 ROOT = Path(__file__).parents[2]
 DOC = ROOT / "docs" / "observability.md"
@@ -15,19 +15,7 @@ TOUR = ROOT / "docs" / "examples" / "observability_tour.py"
 
 def blocks(language: str) -> list[str]:
     """The doc's fenced blocks of ``language``, in order."""
-    return re.findall(rf"```{language}\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
-
-
-def run(script: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run a script in a fresh interpreter."""
-    return subprocess.run(
-        [sys.executable, str(script)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    return fenced_blocks(DOC, language)
 
 
 def test_the_tour_in_the_doc_is_the_shipped_example() -> None:
@@ -37,7 +25,7 @@ def test_the_tour_in_the_doc_is_the_shipped_example() -> None:
 
 def test_the_tour_prints_the_output_shown(tmp_path: Path) -> None:
     """The tour's output equals the doc's, but for the measured latency."""
-    printed = run(TOUR, tmp_path).stdout.splitlines()
+    printed = run_script(TOUR, tmp_path).stdout.splitlines()
     shown = blocks("text")[0].splitlines()
     latency = re.compile(r"charge latency: 2 attempts, max \d+\.\d{4} s")
     assert len(printed) == len(shown)
@@ -52,7 +40,7 @@ def test_the_json_logging_snippet_prints_what_is_shown(tmp_path: Path) -> None:
     """The JsonLogFormatter snippet logs the record shown (its time aside)."""
     script = tmp_path / "json_logs.py"
     script.write_text(blocks("python")[1], encoding="utf-8")
-    [line] = run(script, tmp_path).stderr.splitlines()
+    [line] = run_script(script, tmp_path).stderr.splitlines()
     [shown] = blocks("text")[1].splitlines()
     printed, expected = json.loads(line), json.loads(shown)
     assert printed.pop("time") and expected.pop("time")
