@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 TABLE = (
@@ -18,6 +19,24 @@ TABLE = (
     "result TEXT NOT NULL, PRIMARY KEY (workflow_id, seq))"
 )
 WARM_UP_COMMITS = 20
+
+
+def commit_rate(
+    commit_one: Callable[[], None], rows_per_commit: int, seconds: float, max_rows: int
+) -> dict[str, Any]:
+    """Rows per second of ``commit_one`` (one commit of ``rows_per_commit`` rows), timed
+    after a few warm-up commits, for ``max_rows`` rows or ``seconds``, whichever ends
+    first."""
+    for _ in range(WARM_UP_COMMITS):
+        commit_one()
+    rows = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    while rows < max_rows and time.perf_counter() < deadline:
+        commit_one()
+        rows += rows_per_commit
+    elapsed = time.perf_counter() - started
+    return {"rows_per_second": rows / elapsed, "rows": rows, "seconds": elapsed}
 
 
 def sqlite_commit_rate(
@@ -55,18 +74,9 @@ def sqlite_commit_rate(
             connection.execute("COMMIT")
             seq += rows_per_commit
 
-        for _ in range(WARM_UP_COMMITS):
-            commit_one()
-        rows = 0
-        started = time.perf_counter()
-        deadline = started + seconds
-        while rows < max_rows and time.perf_counter() < deadline:
-            commit_one()
-            rows += rows_per_commit
-        elapsed = time.perf_counter() - started
+        return commit_rate(commit_one, rows_per_commit, seconds, max_rows)
     finally:
         connection.close()
-    return {"rows_per_second": rows / elapsed, "rows": rows, "seconds": elapsed}
 
 
 def sqlite_checkpoint_rate(
@@ -118,18 +128,9 @@ def sqlite_checkpoint_rate(
             connection.execute("COMMIT")
             seq += 1
 
-        for _ in range(WARM_UP_COMMITS):
-            commit_one()
-        rows = 0
-        started = time.perf_counter()
-        deadline = started + seconds
-        while rows < max_rows and time.perf_counter() < deadline:
-            commit_one()
-            rows += 1
-        elapsed = time.perf_counter() - started
+        return commit_rate(commit_one, 1, seconds, max_rows)
     finally:
         connection.close()
-    return {"rows_per_second": rows / elapsed, "rows": rows, "seconds": elapsed}
 
 
 def postgres_commit_rate(
@@ -165,16 +166,7 @@ def postgres_commit_rate(
             connection.commit()
             seq += rows_per_commit
 
-        for _ in range(WARM_UP_COMMITS):
-            commit_one()
-        rows = 0
-        started = time.perf_counter()
-        deadline = started + seconds
-        while rows < max_rows and time.perf_counter() < deadline:
-            commit_one()
-            rows += rows_per_commit
-        elapsed = time.perf_counter() - started
-    return {"rows_per_second": rows / elapsed, "rows": rows, "seconds": elapsed}
+        return commit_rate(commit_one, rows_per_commit, seconds, max_rows)
 
 
 def sqlite_read_history(path: str, rows: int, payload_bytes: int) -> dict[str, Any]:
