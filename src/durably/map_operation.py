@@ -203,7 +203,7 @@ class MapOperations(ChildOperations):
         started = self._env.clock.now()
         try:
             outcomes = await self._interruptibly(
-                settle(starters, policy, is_interruption=self._is_interruption, only=settled)
+                settle(starters, policy, is_interruption=self._is_interrupt, only=settled)
             )
         except Exception:
             self._raise_if_interrupted()
@@ -231,8 +231,3 @@ class MapOperations(ChildOperations):
         if failure is not None:
             raise failure
         return result
-
-    def _is_interruption(self, error: BaseException) -> bool:
-        """Whether ``error`` was raised because this workflow was interrupted."""
-        interruption = self.interruption
-        return interruption is not None and type(error) is type(interruption)
