@@ -45,10 +45,10 @@ NOTES = """\
   store, or `psycopg` doing the same over loopback. "1 row per commit" is the most a
   strictly sequential workflow could reach if each step had to be committed before
   the next; "100 rows per commit" is what group commit could reach.
-- **durably's checkpoint statements by the bare driver** (SQLite) = the statements
-  durably's writer commits for one step (the fenced upsert of the operation and the
-  refresh of the workflow's `updated_at`), on durably's own schema and pragmas, run
-  by `sqlite3` with no engine: its ratio to the raw rate is the cost of durably's
+- **durably's checkpoint statement by the bare driver** (SQLite) = the statement
+  durably's writer commits for one step (the fenced upsert of the operation, in
+  autocommit mode), on durably's own schema and pragmas, run by `sqlite3` with no
+  engine: its ratio to the raw rate is the cost of durably's
   schema and fencing; durably's steps/s against it is the engine's share (Python,
   asyncio, encoding). A step cannot be cheaper than this row.
 - **DBOS** = DBOS Transact (version below) from PyPI, in its own virtualenv, running

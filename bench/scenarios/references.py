@@ -1,6 +1,6 @@
 """The physical limits, on their own: raw committed INSERTs per second, one row per
 commit and 100 rows per commit (what group commit could reach), on every backend;
-and, on SQLite, durably's own checkpoint statements run by the bare driver (the most
+and, on SQLite, durably's own checkpoint statement run by the bare driver (the most
 durably's schema allows before any engine code runs).
 
 Each scenario also measures the reference it is compared with, interleaved with its
@@ -35,8 +35,8 @@ def run(bench: Bench) -> list[Row]:
                 Row(
                     scenario=TITLE,
                     metric=(
-                        "durably's checkpoint statements by the bare driver (fenced upsert"
-                        " + updated_at refresh, durably's schema), 1 per commit"
+                        "durably's checkpoint statement by the bare driver (fenced upsert"
+                        " in autocommit, durably's schema), 1 per commit"
                     ),
                     unit="checkpoints/s",
                     backend=backend.label,

@@ -116,7 +116,7 @@ def run(bench: Bench) -> list[Row]:
                     durably=samples.summary(f"durably/{backend.key}"),
                     reference=samples.summary(f"checkpoint/{backend.key}"),
                     reference_label=(
-                        f"durably's checkpoint statements by the bare driver, "
+                        f"durably's checkpoint statement by the bare driver, "
                         f"{backend.synchronous}, 1 per commit"
                     ),
                 )

@@ -53,6 +53,12 @@ def sqlite_error(code: int) -> sqlite3.OperationalError:
     return error
 
 
+#: Statements that change the database, and the statements that begin or end a write
+#: transaction.
+_CHANGES = ("INSERT", "UPDATE", "DELETE")
+_ENDS = ("BEGIN IMMEDIATE", "COMMIT")
+
+
 @dataclass
 class Rule:
     """Fail statements containing ``statement`` with ``code``, ``times`` times (on the
@@ -93,8 +99,12 @@ class StatementFaults:
 
     def before(self, connection: FaultyConnection, sql: str) -> None:
         self.statements += 1
+        # A change made outside a transaction (autocommit) begins and commits its own:
+        # faults at BEGIN IMMEDIATE or COMMIT strike it too.
+        own_transaction = not connection.in_transaction and sql.startswith(_CHANGES)
         for rule in self.rules:
-            if rule.statement not in sql or not (rule.readers or connection.is_writer):
+            matches = rule.statement in sql or (own_transaction and rule.statement in _ENDS)
+            if not matches or not (rule.readers or connection.is_writer):
                 continue
             if rule.skip > 0:
                 rule.skip -= 1

@@ -20,7 +20,19 @@ from durably.testing.store_contract import claimed, operation, workflow
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    """An open store on a new file."""
+    """An open store on a new file, whose writes all wait for the loop's next turn (as
+    under load), so that writes submitted in one turn share a batch."""
+    store = SqliteStore(tmp_path / "durably.db")
+    await store.open()
+    store.writer.max_writes_without_yield = 0
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def idle_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """An open store with the writer's defaults: a write that comes alone is committed
+    in its caller's step."""
     store = SqliteStore(tmp_path / "durably.db")
     await store.open()
     yield store
@@ -37,6 +49,15 @@ async def queued(count: int, writer: SqliteWriter) -> None:
 def counters(writer: SqliteWriter) -> tuple[int, int]:
     """(committed transactions, committed writes) so far."""
     return writer.committed_transactions, writer.committed_writes
+
+
+def statements_of(store: SqliteStore) -> list[str]:
+    """Record the first word of every statement the store's writer connection runs."""
+    seen: list[str] = []
+    connection = store.writer._connection
+    assert connection is not None
+    connection.set_trace_callback(lambda sql: seen.append(sql.split(None, 1)[0].upper()))
+    return seen
 
 
 # -- group commit ----------------------------------------------------------------------
@@ -75,7 +96,12 @@ async def test_writes_queued_behind_a_busy_writer_commit_as_one(store: SqliteSto
 async def test_a_batch_holds_at_most_max_batch_writes(tmp_path: Path) -> None:
     """25 writes submitted together with a batch limit of 10 commit in 3 transactions."""
     path = tmp_path / "batch.db"
-    writer = SqliteWriter(lambda: connect_and_migrate(path, "NORMAL"), name="t", max_batch=10)
+    writer = SqliteWriter(
+        lambda: connect_and_migrate(path, "NORMAL"),
+        name="t",
+        max_batch=10,
+        max_writes_without_yield=0,
+    )
     await writer.start()
     try:
         writes = [asyncio.ensure_future(writer.submit(lambda _: None)) for _ in range(25)]
@@ -91,11 +117,13 @@ async def test_a_batch_holds_at_most_max_batch_writes(tmp_path: Path) -> None:
 
 async def test_a_refused_write_fails_alone_in_its_batch(store: SqliteStore) -> None:
     """A stale fence in the middle of a batch raises LeaseLostError for that caller
-    only; the writes around it commit."""
+    only; the writes around it commit. Checkpoints are single statements: SQLite undoes
+    a failed one by itself, so none needs a savepoint."""
     first, second = await claimed(store, "first"), await claimed(store, "second")
     await store.create_workflow(workflow("stale"))
     stale = Fence(workflow_id="stale", owner="nobody", fence=7)
     before = counters(store.writer)
+    statements = statements_of(store)
     writes = [
         asyncio.ensure_future(store.record_operation(fence, operation(fence.workflow_id)))
         for fence in (first, stale, second)
@@ -105,6 +133,7 @@ async def test_a_refused_write_fails_alone_in_its_batch(store: SqliteStore) -> N
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], LeaseLostError)
     assert counters(store.writer) == (before[0] + 1, before[1] + 2)
+    assert statements == ["BEGIN", "INSERT", "INSERT", "INSERT", "COMMIT"]
     assert 0 in (await store.load_history("first")).operations
     assert 0 in (await store.load_history("second")).operations
     assert (await store.load_history("stale")).operations == {}
@@ -266,3 +295,48 @@ async def test_a_locked_database_never_blocks_the_event_loop(tmp_path: Path) -> 
     finally:
         holder.close()
         await writer.stop()
+
+
+# -- writes that come one at a time ----------------------------------------------------
+
+
+async def test_a_write_that_comes_alone_commits_without_waiting_for_the_loop(
+    idle_store: SqliteStore,
+) -> None:
+    """A sequential workflow's checkpoint: committed in its caller's step (the submitting
+    coroutine finishes without suspending), as one autocommit INSERT."""
+    fence = await claimed(idle_store)
+    statements = statements_of(idle_store)
+    before = counters(idle_store.writer)
+    coroutine = idle_store.record_operation(fence, operation(fence.workflow_id))
+    with pytest.raises(StopIteration):  # finished at its first step: it never waited
+        coroutine.send(None)
+    assert statements == ["INSERT"]  # no BEGIN, no COMMIT: the statement commits itself
+    assert counters(idle_store.writer) == (before[0] + 1, before[1] + 1)
+    assert 0 in (await idle_store.load_history(fence.workflow_id)).operations
+
+
+async def test_a_caller_writing_in_a_tight_loop_still_lets_the_loop_run(
+    idle_store: SqliteStore,
+) -> None:
+    """Of every max_writes_without_yield + 1 writes in a row, the first ones commit in
+    their caller's step and the last waits for the loop, where other callbacks run."""
+    fence = await claimed(idle_store)
+    limit = idle_store.writer.max_writes_without_yield
+    loop = asyncio.get_running_loop()
+    written = 0
+    ran_after: list[int] = []  # how many writes were done each time the callback ran
+
+    def callback() -> None:  # runs at every turn of the loop (once per turn)
+        if not ran_after or ran_after[-1] != written:
+            ran_after.append(written)
+        if len(ran_after) < 3:
+            loop.call_soon(callback)
+
+    loop.call_soon(callback)
+    while len(ran_after) < 3 and written < 10 * (limit + 1):
+        await idle_store.record_operation(fence, operation(fence.workflow_id, seq=written))
+        written += 1
+    assert 1 <= ran_after[0] <= limit + 1
+    assert [ran_after[1] - ran_after[0], ran_after[2] - ran_after[1]] == [limit + 1] * 2
+    assert len((await idle_store.load_history(fence.workflow_id)).operations) == written

@@ -257,8 +257,9 @@ class Store(Protocol):
     async def record_operation(self, fence: Fence, operation: OperationRecord) -> None:
         """Insert or replace the operation at ``(workflow_id, seq)``, fenced.
 
-        Also refreshes the workflow's ``updated_at`` (to ``operation.finished_at`` or
-        ``started_at``).
+        The workflow's ``updated_at``, as read afterwards, counts the operation: a
+        store may move it here to ``operation.finished_at`` (or ``started_at``), or
+        derive it when reading, from the operation with the highest seq.
 
         Raises:
             LeaseLostError: ``fence`` no longer matches; nothing was written.

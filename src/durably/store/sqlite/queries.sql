@@ -19,12 +19,12 @@ ON CONFLICT (workflow_id) DO NOTHING
 RETURNING *;
 
 -- name: get_workflow
--- One workflow by id.
-SELECT * FROM workflows WHERE workflow_id = :workflow_id;
+-- One workflow by id (updated_at includes its last recorded operation).
+SELECT * FROM workflows_with_progress WHERE workflow_id = :workflow_id;
 
 -- name: list_workflows_oldest_first
 -- Workflows passing every filter (a NULL filter passes all), by (created_at, workflow_id).
-SELECT * FROM workflows
+SELECT * FROM workflows_with_progress
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:names IS NULL OR workflow_name IN (SELECT value FROM json_each(:names)))
   AND (:created_after IS NULL OR created_at > :created_after)
@@ -34,7 +34,7 @@ LIMIT :limit OFFSET :offset;
 
 -- name: list_workflows_newest_first
 -- The same as list_workflows_oldest_first, in the opposite order.
-SELECT * FROM workflows
+SELECT * FROM workflows_with_progress
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:names IS NULL OR workflow_name IN (SELECT value FROM json_each(:names)))
   AND (:created_after IS NULL OR created_at > :created_after)
@@ -244,12 +244,6 @@ ON CONFLICT (workflow_id, seq) DO UPDATE SET
     result = excluded.result, error = excluded.error, serializer = excluded.serializer,
     attempts = excluded.attempts, started_at = excluded.started_at,
     finished_at = excluded.finished_at, wake_at = excluded.wake_at;
-
--- name: refresh_updated_at
--- Move a workflow's updated_at forward (never back), after a fenced write in the same
--- transaction: one table per statement in SQLite, so it cannot join record_operation.
-UPDATE workflows SET updated_at = :moment
-WHERE workflow_id = :workflow_id AND updated_at < :moment;
 
 -- name: record_attempt
 -- Insert (or replace) a failed attempt only while the fence owns the workflow.

@@ -416,15 +416,16 @@ class SqliteStore:
         return [_rows.operation_from_row(row) for row in rows]
 
     async def record_operation(self, fence: Fence, operation: OperationRecord) -> None:
-        """Insert or replace the operation at its seq, fenced: one fenced upsert and
-        a refresh of ``updated_at``, with no read first."""
+        """Insert or replace the operation at its seq, fenced: one statement, with no
+        read first and no write to the workflow's row (reads derive ``updated_at``)."""
         require_same_workflow(fence, operation.workflow_id)
         params = _rows.operation_params(fence, operation)
 
         def work(connection: sqlite3.Connection) -> None:
-            _record(connection, fence, params, operation)
+            if connection.execute(Q["record_operation"], params).rowcount == 0:
+                raise lease_lost(fence)
 
-        await self._write(work)
+        await self.writer.submit(work, one_statement=True)
 
     async def record_attempt(self, fence: Fence, attempt: AttemptRecord) -> None:
         """Insert (or replace, same key) a failed attempt, fenced."""
@@ -435,7 +436,7 @@ class SqliteStore:
             if connection.execute(Q["record_attempt"], params).rowcount == 0:
                 raise lease_lost(fence)
 
-        await self._write(work)
+        await self.writer.submit(work, one_statement=True)
 
     # -- status ----------------------------------------------------------------------
 
@@ -591,7 +592,9 @@ class SqliteStore:
                 result=signal.payload,
                 serializer=signal.serializer,
             )
-            _record(connection, fence, _rows.operation_params(fence, recorded), recorded)
+            recorded_params = _rows.operation_params(fence, recorded)
+            if connection.execute(Q["record_operation"], recorded_params).rowcount == 0:
+                raise lease_lost(fence)
             return signal
 
         return await self._write(work)
@@ -601,21 +604,6 @@ class SqliteStore:
         params = {"workflow_id": workflow_id}
         rows = await self._read(lambda c: c.execute(Q["list_signals"], params).fetchall())
         return [_rows.signal_from_row(row) for row in rows]
-
-
-def _record(
-    connection: sqlite3.Connection,
-    fence: Fence,
-    params: _rows.Params,
-    operation: OperationRecord,
-) -> None:
-    """The hot path: the fenced upsert, then (still owned) the updated_at refresh."""
-    if connection.execute(Q["record_operation"], params).rowcount == 0:
-        raise lease_lost(fence)
-    moment = operation.started_at if operation.finished_at is None else operation.finished_at
-    connection.execute(
-        Q["refresh_updated_at"], {"workflow_id": fence.workflow_id, "moment": moment}
-    )
 
 
 def _refusal(
