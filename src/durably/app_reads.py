@@ -154,7 +154,9 @@ class AppReads(AppState):
         with self._notifier.watching(workflow_id):
             while True:
                 seen = self._notifier.generation(workflow_id)
-                record = await self._store.get_workflow(workflow_id)
+                record = self._notifier.final(workflow_id)  # it ended here: no read
+                if record is None:
+                    record = await self._store.get_workflow(workflow_id)
                 if record is None:
                     raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
                 if record.status is WorkflowStatus.COMPLETED:

@@ -125,7 +125,8 @@ class AppRuns(AppState):
                 self._retry_tasks.add(asyncio.ensure_future(self._run_again(entry[0].record)))
         if not task.cancelled() and task.exception() is not None:
             logger.error("workflow %s run crashed", workflow_id, exc_info=task.exception())
-        self._notifier.notify(workflow_id)
+        final = None if entry is None or entry[1] is not task else entry[0].final_record
+        self._notifier.notify(workflow_id, final=final)
         if len(self._runs) + 1 == self._max_concurrent or entry_queue is not None:
             # A slot is free (this process's, or its queue's): claim more now.
             self._notifier.notify_work_due()

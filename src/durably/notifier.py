@@ -10,6 +10,7 @@ import asyncio
 from collections import defaultdict
 
 from durably.clock import Clock
+from durably.models import WorkflowRecord
 
 
 def progress_key(workflow_id: str) -> str:
@@ -27,6 +28,9 @@ class Notifier:
         self._waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._generations: dict[str, int] = {}
         self._watchers: dict[str, int] = {}
+        #: A workflow's final record, as this process committed it, kept for those
+        #: watching it when it ended (until the next notification about it).
+        self._final: dict[str, WorkflowRecord] = {}
         self.work_due = asyncio.Event()
 
     def generation(self, workflow_id: str) -> int:
@@ -34,10 +38,24 @@ class Notifier:
         store and pass it to :meth:`wait` so that a change in between is not missed."""
         return self._generations.get(workflow_id, 0)
 
-    def notify(self, workflow_id: str) -> None:
-        """Wake everything waiting on ``workflow_id``: its status or inbox changed."""
+    def notify(self, workflow_id: str, *, final: WorkflowRecord | None = None) -> None:
+        """Wake everything waiting on ``workflow_id``: its status or inbox changed.
+
+        Args:
+            workflow_id: The workflow that changed.
+            final: Its record, when this process just committed its end: those
+                watching it get it from :meth:`final` instead of reading it back.
+        """
+        self._final.pop(workflow_id, None)
+        if final is not None and workflow_id in self._watchers:
+            self._final[workflow_id] = final
         self._fire(workflow_id)
         self._fire(progress_key(workflow_id))
+
+    def final(self, workflow_id: str) -> WorkflowRecord | None:
+        """The record handed to :meth:`notify` when ``workflow_id`` ended in this
+        process, if nothing was notified about it since (only kept while watched)."""
+        return self._final.get(workflow_id)
 
     def notify_progress(self, workflow_id: str) -> None:
         """Wake only those watching ``workflow_id``'s steps (a step was recorded):
@@ -114,3 +132,4 @@ class _Watch:
         else:
             watchers.pop(self._workflow_id, None)
             self._notifier._generations.pop(self._workflow_id, None)
+            self._notifier._final.pop(self._workflow_id, None)

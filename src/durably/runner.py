@@ -70,6 +70,8 @@ class WorkflowRun:
         self.record = record
         #: The error the run ended with (for the observers' run hooks).
         self._final_error: BaseException | None = None
+        #: The record its end was committed as (None until then), handed to waiters.
+        self.final_record: WorkflowRecord | None = None
 
     def interrupt(self, error: BaseException) -> None:
         """Cancel the running body: its current operation stops and the next one
@@ -147,7 +149,7 @@ class WorkflowRun:
             env.observers.emit(
                 "on_recovery_complete", record.workflow_id, status is WorkflowStatus.COMPLETED
             )
-        env.notifier.notify(record.workflow_id)
+        env.notifier.notify(record.workflow_id, final=self.final_record)
         if status is not None and status.is_terminal and env.children is not None:
             await env.children.workflow_ended(record.workflow_id, status)  # parent, children
         return status
@@ -345,7 +347,7 @@ class WorkflowRun:
         env = self._env
         self._final_error = error
         info = None if error is None else error_to_info(error, env.error_formatter).to_json()
-        await env.store.set_workflow_status(
+        self.final_record = await env.store.set_workflow_status(
             self._fence, status, now=env.clock.now(), result=result, error=info
         )
         return status
