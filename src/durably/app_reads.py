@@ -152,9 +152,11 @@ class AppReads(AppState):
         self._require_open()
         deadline = None if timeout is None else self._clock.now() + to_micros(timeout, "timeout")
         with self._notifier.watching(workflow_id):
+            seen: int | None = None
             while True:
+                # Ended in this process while we waited: no need to read it back.
+                record = None if seen is None else self._notifier.final(workflow_id, since=seen)
                 seen = self._notifier.generation(workflow_id)
-                record = self._notifier.final(workflow_id)  # it ended here: no read
                 if record is None:
                     record = await self._store.get_workflow(workflow_id)
                 if record is None:

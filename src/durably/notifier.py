@@ -28,9 +28,9 @@ class Notifier:
         self._waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._generations: dict[str, int] = {}
         self._watchers: dict[str, int] = {}
-        #: A workflow's final record, as this process committed it, kept for those
-        #: watching it when it ended (until the next notification about it).
-        self._final: dict[str, WorkflowRecord] = {}
+        #: A workflow's final record as this process committed it, with the generation
+        #: its notification made, kept while someone watches the workflow.
+        self._final: dict[str, tuple[int, WorkflowRecord]] = {}
         self.work_due = asyncio.Event()
 
     def generation(self, workflow_id: str) -> int:
@@ -46,16 +46,20 @@ class Notifier:
             final: Its record, when this process just committed its end: those
                 watching it get it from :meth:`final` instead of reading it back.
         """
-        self._final.pop(workflow_id, None)
-        if final is not None and workflow_id in self._watchers:
-            self._final[workflow_id] = final
         self._fire(workflow_id)
+        if final is not None and workflow_id in self._watchers:
+            self._final[workflow_id] = (self._generations[workflow_id], final)
         self._fire(progress_key(workflow_id))
 
-    def final(self, workflow_id: str) -> WorkflowRecord | None:
+    def final(self, workflow_id: str, *, since: int) -> WorkflowRecord | None:
         """The record handed to :meth:`notify` when ``workflow_id`` ended in this
-        process, if nothing was notified about it since (only kept while watched)."""
-        return self._final.get(workflow_id)
+        process, if that was after the :meth:`generation` ``since`` (read by a
+        watcher before its last look at the store): then it is news to that watcher,
+        and as recent as the store could tell. Only kept while someone watches."""
+        handed = self._final.get(workflow_id)
+        if handed is None or handed[0] <= since:
+            return None
+        return handed[1]
 
     def notify_progress(self, workflow_id: str) -> None:
         """Wake only those watching ``workflow_id``'s steps (a step was recorded):
