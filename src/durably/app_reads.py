@@ -154,33 +154,42 @@ class AppReads(AppState):
         with self._notifier.watching(workflow_id):
             seen: int | None = None
             while True:
-                # Ended in this process while we waited: no need to read it back.
-                record = None if seen is None else self._notifier.final(workflow_id, since=seen)
+                if seen is None:  # a run of it in this process will hand its end over
+                    record, running_here = None, workflow_id in self._runs
+                else:  # it ended in this process while we waited: no need to read it
+                    record, running_here = self._notifier.final(workflow_id, since=seen), False
                 seen = self._notifier.generation(workflow_id)
-                if record is None:
+                if record is None and not running_here:
                     record = await self._store.get_workflow(workflow_id)
-                if record is None:
-                    raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
-                if record.status is WorkflowStatus.COMPLETED:
-                    definition = self.registry.workflows.get(record.workflow_name)
-                    hint = definition.result_hint if definition is not None else Any
-                    return self._env.codec.decode(
-                        record.result,
-                        record.serializer,
-                        hint,
-                        what=f"the result of workflow {workflow_id!r}",
-                    )
-                if record.status.is_terminal or record.status is WorkflowStatus.PARKED:
-                    raise _failure(record)
+                    if record is None:
+                        raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
+                if record is not None and (
+                    record.status.is_terminal or record.status is WorkflowStatus.PARKED
+                ):
+                    return self._result_of(record)
                 now = self._clock.now()
                 if deadline is not None and now >= deadline:
+                    status = "running" if record is None else record.status
                     raise TimeoutError(
-                        f"workflow {workflow_id!r} is still {record.status} after the timeout"
+                        f"workflow {workflow_id!r} is still {status} after the timeout"
                     )
                 until = now + self._env.poll_interval
                 if deadline is not None:
                     until = min(until, deadline)
                 await self._notifier.wait(workflow_id, until, since=seen)
+
+    def _result_of(self, record: WorkflowRecord) -> object:
+        """The decoded result of a workflow that ended, or its failure raised."""
+        if record.status is not WorkflowStatus.COMPLETED:
+            raise _failure(record)
+        definition = self.registry.workflows.get(record.workflow_name)
+        hint = definition.result_hint if definition is not None else Any
+        return self._env.codec.decode(
+            record.result,
+            record.serializer,
+            hint,
+            what=f"the result of workflow {record.workflow_id!r}",
+        )
 
 
 def _failure(record: WorkflowRecord) -> WorkflowFailedError:
