@@ -153,11 +153,13 @@ class AppReads(AppState):
         deadline = None if timeout is None else self._clock.now() + to_micros(timeout, "timeout")
         with self._notifier.watching(workflow_id):
             seen: int | None = None
+            polled = False
             while True:
-                if seen is None:  # a run of it in this process will hand its end over
-                    record, running_here = None, workflow_id in self._runs
-                else:  # it ended in this process while we waited: no need to read it
-                    record, running_here = self._notifier.final(workflow_id, since=seen), False
+                # Ended in this process while we waited: no need to read it back.
+                record = None if seen is None else self._notifier.final(workflow_id, since=seen)
+                # Running in this process: its run will hand its end over (the poll
+                # reads anyway, in case another process took it over).
+                running_here = not polled and workflow_id in self._runs
                 seen = self._notifier.generation(workflow_id)
                 if record is None and not running_here:
                     record = await self._store.get_workflow(workflow_id)
@@ -176,7 +178,7 @@ class AppReads(AppState):
                 until = now + self._env.poll_interval
                 if deadline is not None:
                     until = min(until, deadline)
-                await self._notifier.wait(workflow_id, until, since=seen)
+                polled = not await self._notifier.wait(workflow_id, until, since=seen)
 
     def _result_of(self, record: WorkflowRecord) -> object:
         """The decoded result of a workflow that ended, or its failure raised."""

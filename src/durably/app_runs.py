@@ -33,9 +33,11 @@ class AppRuns(AppState):
         *,
         queue: str | None,
         priority: int,
+        as_child: bool = False,
     ) -> str:
         """Record a new workflow (launched here at once unless queued or a client),
-        or find the one with this id; return the id."""
+        or find the one with this id; return the id. ``as_child``: it is a child
+        workflow (its parent links to it next)."""
         identifier = validate_identifier(
             workflow_id if workflow_id is not None else self._new_id(), "workflow_id"
         )
@@ -64,7 +66,8 @@ class AppRuns(AppState):
         )
         stored, created = await self._store.create_workflow(record)
         if created and runs_here:
-            self._launch(stored, history=History())  # just created: nothing to load
+            # Just created: nothing to load; and unless it is a child, no parent.
+            self._launch(stored, history=History(), top_level=not as_child)
         elif stored.workflow_name != definition.name or stored.input != encoded:
             raise WorkflowConflictError(
                 f"workflow id {identifier!r} is already used by workflow "
@@ -78,6 +81,8 @@ class AppRuns(AppState):
             # error (a connection lost after the commit, a timeout) and retried: the
             # record is ours, its lease renewed by our heartbeat, and nothing runs it.
             self._launch(stored)
+        if as_child and (running := self._runs.get(identifier)) is not None:
+            running[0].may_have_parent = True  # a parent is about to link to it
         return identifier
 
     def _is_orphaned_here(self, record: WorkflowRecord) -> bool:
@@ -91,9 +96,12 @@ class AppRuns(AppState):
             and record.workflow_id not in self._relaunch
         )
 
-    def _launch(self, record: WorkflowRecord, *, history: History | None = None) -> None:
+    def _launch(
+        self, record: WorkflowRecord, *, history: History | None = None, top_level: bool = False
+    ) -> None:
         """Run ``record`` (claimed by this executor) in a task; ``history``, when the
-        caller knows it, spares the run loading it."""
+        caller knows it, spares the run loading it; ``top_level``: this process has
+        just created it as a top-level workflow (it has no parent to tell at its end)."""
         if record.workflow_id in self._runs:
             # Claimed again while its previous run here is ending (it suspended and a
             # signal made it due at once, or its lease was taken over): the claim is
@@ -108,6 +116,7 @@ class AppRuns(AppState):
             recovered=record.recovery_attempts > 0,
             max_recovery_attempts=self._max_recovery_attempts,
             history=history,
+            top_level=top_level,
         )
         task = asyncio.ensure_future(run.execute())
         self._runs[record.workflow_id] = (run, task)

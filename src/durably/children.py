@@ -14,6 +14,11 @@ process sharing the store can therefore follow the link. When a workflow ends
 * if it was cancelled, every child it started that has not ended is cancelled too
   (their ids are the results of the ``CHILD`` operations in its history).
 
+A workflow this process created as a top-level one (``app.start``) and ran to its end
+has no parent to look for, unless a parent here adopted it as its child meanwhile
+(starting a child under its id): the inbox read is skipped. A parent elsewhere that
+adopts it is woken by its recheck instead.
+
 The link is only a wake-up: a parent waiting for a child always reads the child's
 record first, and a suspended parent also looks again after a while (see
 :func:`recheck_delay`), so a process that dies between a child's end and the signal to
@@ -76,6 +81,7 @@ class CreateWorkflow(Protocol):
         *,
         queue: str | None,
         priority: int,
+        as_child: bool = False,
     ) -> Awaitable[str]: ...
 
 
@@ -181,16 +187,30 @@ async def started_children(store: Store, workflow_id: str) -> list[str]:
 
 
 async def workflow_ended(
-    store: Store, workflow_id: str, status: WorkflowStatus, *, now: int
+    store: Store,
+    workflow_id: str,
+    status: WorkflowStatus,
+    *,
+    now: int,
+    may_have_parent: bool = True,
 ) -> tuple[str | None, list[str]]:
     """What follows a workflow's end: its parent is told, and a cancelled workflow's
     children are cancelled. Operator tools that change a status without an app call it
     too.
 
+    Args:
+        store: The store.
+        workflow_id: The workflow that ended.
+        status: Its terminal status.
+        now: The time.
+        may_have_parent: False skips looking for a parent: the workflow was started as
+            a top-level workflow by the process that ran it to its end (a parent that
+            later reused its id for a child is woken by its own recheck instead).
+
     Returns:
         The parent told (or None), and the children whose cancellation was requested.
     """
-    parent = await notify_parent(store, workflow_id, now=now)
+    parent = await notify_parent(store, workflow_id, now=now) if may_have_parent else None
     cancelled = []
     if status is WorkflowStatus.CANCELLED:
         cancelled = await cancel_children(store, workflow_id, now=now)
@@ -251,7 +271,14 @@ class ChildWorkflows:
             PayloadError: an argument cannot be stored.
         """
         child_id = await self._create(
-            definition, args, kwargs, workflow_id, timeout, queue=queue, priority=priority
+            definition,
+            args,
+            kwargs,
+            workflow_id,
+            timeout,
+            queue=queue,
+            priority=priority,
+            as_child=True,
         )
         await link_to_parent(self._store, child_id, parent_id, now=self._clock.now())
         if queue is not None:
@@ -277,13 +304,19 @@ class ChildWorkflows:
         """The child's current record."""
         return await self._store.get_workflow(child_id)
 
-    async def workflow_ended(self, workflow_id: str, status: WorkflowStatus) -> None:
-        """Called once a workflow has reached a terminal status: tell its parent, and
-        cancel its children when it was cancelled. Never raises (the parent's wait
-        and the children's owners look again later)."""
+    async def workflow_ended(
+        self, workflow_id: str, status: WorkflowStatus, *, may_have_parent: bool = True
+    ) -> None:
+        """Called once a workflow has reached a terminal status: tell its parent (unless
+        it cannot have one), and cancel its children when it was cancelled. Never
+        raises (the parent's wait and the children's owners look again later)."""
         try:
             parent, cancelled = await workflow_ended(
-                self._store, workflow_id, status, now=self._clock.now()
+                self._store,
+                workflow_id,
+                status,
+                now=self._clock.now(),
+                may_have_parent=may_have_parent,
             )
         except Exception:
             logger.exception(

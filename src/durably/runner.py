@@ -50,8 +50,13 @@ class WorkflowRun:
         recovered: bool,
         max_recovery_attempts: int,
         history: History | None = None,
+        top_level: bool = False,
     ) -> None:
         assert record.owner is not None
+        #: False when this process created it as a top-level workflow just before this
+        #: run and no parent has linked to it here since: no parent is looked for at
+        #: its end.
+        self.may_have_parent = not top_level
         self._known_history = history
         self._max_recovery_attempts = max_recovery_attempts
         self.workflow_id = record.workflow_id
@@ -151,7 +156,9 @@ class WorkflowRun:
             )
         env.notifier.notify(record.workflow_id, final=self.final_record)
         if status is not None and status.is_terminal and env.children is not None:
-            await env.children.workflow_ended(record.workflow_id, status)  # parent, children
+            await env.children.workflow_ended(  # its parent, its children
+                record.workflow_id, status, may_have_parent=self.may_have_parent
+            )
         return status
 
     async def _execute(self) -> WorkflowStatus:

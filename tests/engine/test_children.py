@@ -258,6 +258,51 @@ async def test_child_end_wakes_a_suspended_parent_without_the_timer(
         assert [signal.name for signal in signals] == [child_signal("asks:0")]
 
 
+async def test_a_top_level_workflow_looks_for_a_parent_only_once_one_linked_to_it(
+    app_factory: Callable[..., Durably], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A workflow started here as a top-level one reads no inbox at its end to find a
+    parent; one that a parent here adopts as its child while it runs tells that parent
+    at its end (the virtual clock never moves: the recheck timer cannot help)."""
+    app = app_factory(inline_wait=0)
+    release = asyncio.Event()
+
+    async def hold() -> str:
+        await release.wait()
+        return "held"
+
+    @app.workflow(name="quick")
+    async def quick(ctx: Context) -> str:
+        return "quick"
+
+    @app.workflow(name="held")
+    async def held(ctx: Context) -> str:
+        return await ctx.step("hold", hold)
+
+    @app.workflow(name="adopter")
+    async def adopter(ctx: Context) -> str:
+        return "adopted " + await ctx.run_child(held, workflow_id="solo")
+
+    inbox_reads: list[str] = []
+    list_signals = app.store.list_signals
+
+    async def counted(workflow_id: str) -> list[Any]:
+        inbox_reads.append(workflow_id)
+        return await list_signals(workflow_id)
+
+    monkeypatch.setattr(app.store, "list_signals", counted)
+    async with app:
+        assert await app.run(quick, workflow_id="quick") == "quick"
+        assert inbox_reads == []
+        solo = await app.start(held, workflow_id="solo")
+        parent = await app.start(adopter, workflow_id="adopter")
+        await wait_for_status(app, "adopter", WorkflowStatus.SUSPENDED)
+        release.set()
+        assert await solo.result() == "held"
+        assert await parent.result() == "adopted held"
+        assert "solo" in inbox_reads
+
+
 async def test_child_run_by_another_process_wakes_its_parent(
     app_factory: Callable[..., Durably],
 ) -> None:
