@@ -68,6 +68,10 @@ class JsonSerializer:
 
     def dumps(self, value: object, hint: object) -> str:
         """Encode as compact JSON."""
+        if value is None:  # the most common results, written as JSON writes them
+            return "null"
+        if type(value) is int and -(10**18) < value < 10**18:
+            return int.__repr__(value)
         tree = _to_tree(value, set(), 0)
         try:
             return _COMPACT_JSON.encode(tree)

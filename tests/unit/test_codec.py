@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import json
 import os
 import pickle
 import subprocess
@@ -20,7 +21,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from durably.codec import PayloadCodec, PickleSerializer, parameter_hints, return_hint
+from durably.codec import (
+    JsonSerializer,
+    PayloadCodec,
+    PickleSerializer,
+    parameter_hints,
+    return_hint,
+)
 from durably.errors import PayloadError, PayloadTooLargeError
 
 
@@ -292,3 +299,12 @@ def test_typed_containers_round_trip(
     decoded = round_trip(triple, tuple[date, timedelta, frozenset[int]])
     assert decoded == triple
     assert type(decoded) is tuple
+
+
+@pytest.mark.parametrize("value", [None, 0, -1, 2**62, 10**18 - 1, 10**18, -(10**19), True])
+def test_the_scalar_fast_path_writes_what_the_general_path_writes(value: object) -> None:
+    """None and ints are written without building a tree: the same text either way."""
+    from durably.codec import _COMPACT_JSON, _to_tree
+
+    general = _COMPACT_JSON.encode(_to_tree(value, set(), 0))
+    assert JsonSerializer().dumps(value, Any) == general == json.dumps(value)
