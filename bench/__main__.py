@@ -3,8 +3,9 @@
 Runs every scenario (or those named with ``--only``), prints one table of medians,
 min and max over the repetitions, each figure next to its references measured in
 the same run, and writes the table as markdown and a PNG (``docs/benchmarks.md`` and
-``docs/benchmarks.png`` for a full run; ``--quick`` writes only where ``--output``
-says, so that a smoke run never replaces the published figures).
+``docs/benchmarks.png`` for a full run of every scenario; ``--quick`` and ``--only``
+write only where ``--output`` says, so that a smoke run or a partial run never
+replaces the published figures).
 """
 
 from __future__ import annotations
@@ -94,6 +95,15 @@ NOTES = """\
 """
 
 
+def output_directory(given: Path | None, *, quick: bool, only: list[str] | None) -> Path | None:
+    """Where the page and the plot go: ``--output`` when given, else ``docs/`` for a full
+    run of every scenario, else nowhere (a smoke or partial run never replaces the
+    published figures)."""
+    if given is not None:
+        return given
+    return None if quick or only else REPOSITORY / "docs"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the suite; return the exit code (1 when a scenario failed)."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
@@ -110,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "--output",
         type=Path,
         help="directory for benchmarks.md and benchmarks.png "
-        "(default: docs/ for a full run, nothing for --quick)",
+        "(default: docs/ for a full run of every scenario, nothing for --quick or --only)",
     )
     parser.add_argument(
         "--postgres-url", default=os.environ.get("DURABLY_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
@@ -141,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     repeat = arguments.repeat or (1 if arguments.quick else 3)
     if repeat < 1:
         parser.error("--repeat must be at least 1")
-    output = arguments.output or (None if arguments.quick else REPOSITORY / "docs")
+    output = output_directory(arguments.output, quick=arguments.quick, only=arguments.only)
     names = arguments.only or list(SCENARIOS)
 
     workdir = Path(tempfile.mkdtemp(prefix="durably-bench-", dir=arguments.workdir))

@@ -41,3 +41,13 @@ def test_sequential_scenario_produces_complete_rows(tmp_path: Path) -> None:
     page = report.markdown(rows, preamble="# Benchmarks", notes="", image=None)
     assert f"| {steps.metric} [steps/s] | SQLite NORMAL |" in page
     assert list(tmp_path.iterdir()) == [], "sample databases were left behind"
+
+
+def test_only_a_full_run_replaces_the_published_page(tmp_path: Path) -> None:
+    """A quick or partial (--only) run writes nothing unless --output says where."""
+    from bench.__main__ import REPOSITORY, output_directory
+
+    assert output_directory(None, quick=False, only=None) == REPOSITORY / "docs"
+    assert output_directory(None, quick=True, only=None) is None
+    assert output_directory(None, quick=False, only=["concurrent"]) is None
+    assert output_directory(tmp_path, quick=False, only=["concurrent"]) == tmp_path
