@@ -228,7 +228,7 @@ class Bench:
         """Raw committed rows per second on ``backend``, in a new process and location
         (for at most ``seconds``: 1 s, or 0.2 s under ``--quick``)."""
         if seconds is None:
-            seconds = 0.2 if self.quick or self.tiny else 1.0
+            seconds = self._reference_seconds
         with self.location(backend) as where:
             if backend.kind == "sqlite":
                 result = self.durably(
@@ -255,20 +255,24 @@ class Bench:
         return float(result["rows_per_second"])
 
     def checkpoint_commit_rate(self, backend: Backend) -> float:
-        """Checkpoints per second with durably's own statements, schema and pragmas on
+        """Checkpoints per second with durably's own statement, schema and pragmas on
         the bare driver, one per commit (SQLite backends; see
         :func:`bench.raw.sqlite_checkpoint_rate`)."""
-        seconds = 0.2 if self.quick or self.tiny else 1.0
         with self.location(backend) as where:
             result = self.durably(
                 "raw",
                 "sqlite_checkpoint_rate",
                 path=where["path"],
                 synchronous=backend.synchronous,
-                seconds=seconds,
+                seconds=self._reference_seconds,
                 max_rows=20_000,
             )
         return float(result["rows_per_second"])
+
+    @property
+    def _reference_seconds(self) -> float:
+        """How long a raw reference is timed: 1 s, or 0.2 s for a smoke run."""
+        return 0.2 if self.quick or self.tiny else 1.0
 
     def try_dbos(
         self, samples: Samples, notes: dict[str, str], key: str, take: Callable[[], float]

@@ -10,7 +10,7 @@ from durably.app_state import AppState
 from durably.environment import to_micros
 from durably.errors import ConfigurationError
 from durably.identifiers import validate_identifier
-from durably.queues import Queue
+from durably.queues import Queue, queue_name
 from durably.registry import DEFINITION_ATTRIBUTE, StepDefinition, WorkflowDefinition
 from durably.retry import RetryPolicy
 from durably.scheduler import check_tick_parameter
@@ -177,7 +177,7 @@ class AppDeclarations(AppState):
                 cron=expression,
                 backfill=backfill,
                 max_backfill=max_backfill,
-                queue=queue.name if isinstance(queue, Queue) else queue,
+                queue=None if queue is None else queue_name(queue),
             )
             self._scheduler.add(schedule)
             return fn

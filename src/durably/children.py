@@ -66,10 +66,9 @@ MIN_RECHECK = 1_000_000
 MAX_RECHECK = 3_600_000_000
 
 
-#: Creates a workflow (or finds it, the same one, under its id) and returns its id:
-#: ``create(definition, args, kwargs, workflow_id, timeout)``.
 class CreateWorkflow(Protocol):
-    """Creates a workflow like ``app.start`` (or ``app.enqueue``, given a queue)."""
+    """Creates a workflow like ``app.start`` (or ``app.enqueue``, given a queue), or
+    finds the same one under its id, and returns its id."""
 
     def __call__(
         self,

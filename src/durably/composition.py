@@ -41,7 +41,7 @@ from durably.models import (
     WorkflowRecord,
     WorkflowStatus,
 )
-from durably.queues import Queue, check_priority
+from durably.queues import Queue, check_priority, queue_name
 from durably.registry import DEFINITION_ATTRIBUTE, WorkflowDefinition
 
 R = TypeVar("R")
@@ -301,9 +301,9 @@ class ChildOperations(ContextCore):
         if timeout is not None:
             to_micros(timeout, "timeout")
         check_priority(priority)
-        queue_name = queue.name if isinstance(queue, Queue) else queue
-        if queue is not None and children is not None:
-            queue_name = children.queue_name(queue)
+        declared = None
+        if queue is not None:  # checked against the app's queues when it has children
+            declared = queue_name(queue) if children is None else children.queue_name(queue)
         name = (
             definition.name
             if definition is not None
@@ -318,7 +318,7 @@ class ChildOperations(ContextCore):
             kwargs=kwargs,
             workflow_id=workflow_id,
             timeout=timeout,
-            queue=queue_name,
+            queue=declared,
             priority=priority,
         )
 

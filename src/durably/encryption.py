@@ -186,7 +186,8 @@ class EncryptedSerializer:
 
 
 #: For each table holding payloads: a page of rows after a key (key columns,
-#: serializer, payloads), a key before every row, and the compare-and-set update.
+#: serializer, payloads), a key before every row (seqs are INTEGER on PostgreSQL), and
+#: the compare-and-set update; in SQLite's parameter style.
 _SQLITE_PAYLOAD_TABLES = (
     (
         "SELECT workflow_id, serializer, input, result FROM workflows "
@@ -198,7 +199,7 @@ _SQLITE_PAYLOAD_TABLES = (
     (
         "SELECT workflow_id, seq, serializer, result FROM operations "
         "WHERE (workflow_id, seq) > (?, ?) ORDER BY workflow_id, seq LIMIT 500",
-        ("", -(2**63)),
+        ("", -(2**31)),
         "UPDATE operations SET serializer = ?, result = ? "
         "WHERE workflow_id = ? AND seq = ? AND serializer = ?",
     ),
@@ -212,27 +213,9 @@ _SQLITE_PAYLOAD_TABLES = (
 
 #: The same for PostgreSQL; each page is locked (FOR UPDATE) until the commit, so an
 #: app cannot change a row between its read and its rewrite.
-_POSTGRES_PAYLOAD_TABLES = (
-    (
-        "SELECT workflow_id, serializer, input, result FROM workflows "
-        "WHERE workflow_id > %s ORDER BY workflow_id LIMIT 500 FOR UPDATE",
-        ("",),
-        "UPDATE workflows SET serializer = %s, input = %s, result = %s "
-        "WHERE workflow_id = %s AND serializer = %s",
-    ),
-    (
-        "SELECT workflow_id, seq, serializer, result FROM operations "
-        "WHERE (workflow_id, seq) > (%s, %s) ORDER BY workflow_id, seq LIMIT 500 FOR UPDATE",
-        ("", -(2**31)),
-        "UPDATE operations SET serializer = %s, result = %s "
-        "WHERE workflow_id = %s AND seq = %s AND serializer = %s",
-    ),
-    (
-        "SELECT signal_id, serializer, payload FROM signals "
-        "WHERE signal_id > %s ORDER BY signal_id LIMIT 500 FOR UPDATE",
-        (-1,),
-        "UPDATE signals SET serializer = %s, payload = %s WHERE signal_id = %s AND serializer = %s",
-    ),
+_POSTGRES_PAYLOAD_TABLES = tuple(
+    (select.replace("?", "%s") + " FOR UPDATE", first, update.replace("?", "%s"))
+    for select, first, update in _SQLITE_PAYLOAD_TABLES
 )
 
 

@@ -35,7 +35,7 @@ from durably.handles import WorkflowHandle
 from durably.identifiers import validate_identifier
 from durably.notifier import Notifier
 from durably.observers import Observer, ObserverSet
-from durably.queues import Queue, check_priority
+from durably.queues import Queue, check_priority, queue_name
 from durably.recovery_trigger import RecoveryTrigger
 from durably.redaction import RedactingFormatter, Redaction
 from durably.registry import Registry
@@ -411,7 +411,7 @@ class Durably(AppDeclarations, AppLifecycle, AppActions, AppReads):
         Raises:
             ConfigurationError: it is not declared.
         """
-        name = queue.name if isinstance(queue, Queue) else queue
+        name = queue_name(queue)
         if name not in self.queues:
             raise ConfigurationError(
                 f"queue {name!r} is not declared in this app; declare it with "

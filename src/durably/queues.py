@@ -68,6 +68,11 @@ class Queue:
         )
 
 
+def queue_name(queue: Queue | str) -> str:
+    """The name of ``queue``, given as a :class:`Queue` or by name."""
+    return queue.name if isinstance(queue, Queue) else queue
+
+
 def check_priority(priority: object) -> int:
     """Return ``priority`` if it is an integer (higher priorities are claimed first).
 
