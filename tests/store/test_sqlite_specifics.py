@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import multiprocessing
 import os
+import signal
 import sqlite3
 import stat
+import sys
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import durably.store.sqlite._connect
 from durably.errors import (
     ConfigurationError,
     CorruptRecordError,
@@ -234,6 +238,166 @@ async def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) ->
         await SqliteStore(path).open()
     assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
     assert path.read_bytes() == before
+
+
+def wal_size_between_checkpoints(path: Path) -> int:
+    """The size of a WAL that holds ``wal_autocheckpoint`` frames (SQLite's format: a
+    32-byte header, then frames of a 24-byte header and one page)."""
+    return 32 + read_pragma(path, "wal_autocheckpoint") * (24 + read_pragma(path, "page_size"))
+
+
+def wal_of(path: Path) -> os.stat_result:
+    """The size and mode of a database's ``-wal`` file."""
+    return Path(f"{path}-wal").stat()
+
+
+def integrity(path: Path) -> str:
+    """SQLite's verdict on the whole file."""
+    connection = sqlite3.connect(path)
+    try:
+        return str(connection.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        connection.close()
+
+
+WRITER_THEN_KILLED = """
+import asyncio, sys
+from durably.store import SqliteStore
+from durably.testing.store_contract import workflow
+
+async def main():
+    store = SqliteStore(sys.argv[1], synchronous="NORMAL")
+    await store.open()
+    for index in range(50):
+        await store.create_workflow(workflow(f"w-{index:02}"))
+    print("written", flush=True)
+    sys.stdin.readline()  # killed before this returns
+
+asyncio.run(main())
+"""
+
+
+async def test_a_full_store_grows_its_wal_at_open_and_a_normal_one_does_not(
+    tmp_path: Path,
+) -> None:
+    """With synchronous=FULL the WAL starts at the size it reaches between two
+    checkpoints, so commits do not pay for growing it; NORMAL leaves it alone. The
+    file stays private and the data readable."""
+    for level in ("FULL", "NORMAL"):
+        path = tmp_path / f"{level}.db"
+        store = SqliteStore(path, synchronous=level)
+        await store.open()
+        try:
+            await store.create_workflow(workflow())
+            grown = wal_of(path).st_size >= wal_size_between_checkpoints(path)
+            assert grown == (level == "FULL"), level
+            assert stat.S_IMODE(wal_of(path).st_mode) == 0o600
+            assert await store.get_workflow("w-1") == workflow()
+        finally:
+            await store.close()
+        assert integrity(path) == "ok"
+
+
+async def test_growing_a_wal_left_by_a_killed_writer_keeps_its_commits(tmp_path: Path) -> None:
+    """A writer is killed (SIGKILL) with its commits still in the WAL; a FULL store then
+    grows that WAL past them. Every commit is found, later writes land, and SQLite
+    finds the file intact."""
+    path = tmp_path / "killed.db"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        WRITER_THEN_KILLED,
+        str(path),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    assert await asyncio.wait_for(child.stdout.readline(), 60) == b"written\n"
+    child.send_signal(signal.SIGKILL)
+    await child.wait()
+    # The commits are in the WAL, which is smaller than a FULL store makes it.
+    assert 0 < wal_of(path).st_size < wal_size_between_checkpoints(path)
+
+    store = SqliteStore(path, synchronous="FULL")
+    await store.open()
+    try:
+        assert wal_of(path).st_size >= wal_size_between_checkpoints(path)
+        for index in range(50):
+            assert await store.get_workflow(f"w-{index:02}") == workflow(f"w-{index:02}")
+        await store.create_workflow(workflow("after"))
+    finally:
+        await store.close()
+    assert integrity(path) == "ok"
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        assert len(await reopened.list_workflows(limit=100)) == 51
+    finally:
+        await reopened.close()
+
+
+async def test_growing_the_wal_under_another_open_connection_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """Another connection keeps writing into the same WAL before and after a FULL store
+    grows it (the growth waits for the write lock): both see every row."""
+    path = tmp_path / "shared.db"
+    bootstrap = SqliteStore(path)
+    await bootstrap.open()
+    await bootstrap.close()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("PRAGMA wal_autocheckpoint = 0")  # its frames stay in the WAL
+        other.execute("CREATE TABLE notes (n INTEGER PRIMARY KEY)")
+        other.executemany("INSERT INTO notes VALUES (?)", [(n,) for n in range(100)])
+        store = SqliteStore(path, synchronous="FULL")
+        await store.open()
+        try:
+            assert wal_of(path).st_size >= wal_size_between_checkpoints(path)
+            await store.create_workflow(workflow())
+            other.executemany("INSERT INTO notes VALUES (?)", [(n,) for n in range(100, 200)])
+            await store.create_workflow(workflow("w-2"))
+            assert await store.get_workflow("w-2") == workflow("w-2")
+            assert other.execute("SELECT count(*) FROM workflows").fetchone()[0] == 2
+        finally:
+            await store.close()
+        assert other.execute("SELECT count(*) FROM notes").fetchone()[0] == 200
+    finally:
+        other.close()
+    assert integrity(path) == "ok"
+
+
+async def test_a_disk_too_full_to_grow_the_wal_leaves_it_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Growing the WAL is only an optimisation: when the disk fills up halfway, the
+    zeros already written are taken back and the store opens and works."""
+    path = tmp_path / "full-disk.db"
+    other = sqlite3.connect(path, isolation_level=None)  # keeps the WAL between opens
+    other.execute("PRAGMA journal_mode = WAL")
+    other.execute("CREATE TABLE notes (n INTEGER PRIMARY KEY)")
+    other.execute("INSERT INTO notes VALUES (1)")
+    bootstrap = SqliteStore(path)  # the schema, so that the FULL open writes nothing
+    await bootstrap.open()
+    await bootstrap.close()
+    before = wal_of(path).st_size
+
+    def write_then_fill_up(descriptor: int, start: int, end: int) -> None:
+        os.pwrite(descriptor, bytes((end - start) // 2), start)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(durably.store.sqlite._connect, "_write_zeros", write_then_fill_up)
+    store = SqliteStore(path, synchronous="FULL")
+    try:
+        await store.open()
+        assert wal_of(path).st_size == before
+        await store.create_workflow(workflow())
+        assert await store.get_workflow("w-1") == workflow()
+        assert other.execute("SELECT n FROM notes").fetchall() == [(1,)]
+    finally:
+        await store.close()
+        other.close()
+    assert integrity(path) == "ok"
 
 
 # -- schema and migrations -----------------------------------------------------------

