@@ -348,7 +348,7 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
         while True:
             self._raise_if_interrupted()
             started = env.clock.now()
-            if kind is OperationKind.STEP:
+            if env.observers and kind is OperationKind.STEP:
                 env.observers.emit("on_step_start", self.workflow_id, name, seq)
             observed = env.observers.step_attempt_started(
                 self.workflow_id, self.workflow_name, kind, name, seq, attempt, started
@@ -410,7 +410,7 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
                     finished_at=finished,
                 )
             )
-            if kind is OperationKind.STEP:
+            if env.observers and kind is OperationKind.STEP:
                 env.observers.emit(
                     "on_step_complete",
                     self.workflow_id,

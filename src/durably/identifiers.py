@@ -21,6 +21,17 @@ def validate_identifier(value: object, what: str) -> str:
         TypeError: ``value`` is not a string.
         ValueError: naming ``what``, the value and the rule it breaks.
     """
+    if (
+        type(value) is str
+        and 0 < len(value) <= MAX_IDENTIFIER_LENGTH
+        and value.isprintable()
+        and value[0] != " "
+        and value[-1] != " "
+    ):
+        # The common case, in C: a printable string has no control character, no lone
+        # surrogate and no whitespace but the ASCII space (every other whitespace
+        # character is of category Cc or Z*, which are not printable).
+        return value
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a string, got {type(value).__name__} {value!r}")
     if value == "":

@@ -48,3 +48,25 @@ valid = st.text(
 def test_valid_identifiers_are_returned_unchanged(value: str) -> None:
     """Whatever passes the rules comes back as given."""
     assert validate_identifier(value, "name") == value
+
+
+def test_every_character_is_judged_by_the_rules() -> None:
+    """Inside a name, every character of the Basic Multilingual Plane (and the last
+    ones of Unicode) is refused exactly when it is a control character or a lone
+    surrogate; every whitespace character is refused at either end. (Printable names
+    take a shortcut; this checks that it agrees with the rules.)"""
+    code_points = [*range(0x10000), *range(0x10FFF0, 0x110000)]
+    for code_point in code_points:
+        character = chr(code_point)
+        refused = code_point < 0x20 or code_point == 0x7F or 0xD800 <= code_point <= 0xDFFF
+        try:
+            validate_identifier(f"a{character}b", "name")
+        except ValueError:
+            assert refused, hex(code_point)
+        else:
+            assert not refused, hex(code_point)
+    for character in (chr(code_point) for code_point in code_points):
+        if character.isspace():
+            for value in (f"{character}x", f"x{character}"):
+                with pytest.raises(ValueError, match=r"whitespace|control"):
+                    validate_identifier(value, "name")

@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from durably.errors import StoreError
 
@@ -217,8 +217,13 @@ class SqliteWriter:
         if self._may_commit_now():
             self._writes_without_yield += 1
             self._last_batch = 1
-            if not self._commit_on_loop([write]):
+            outcomes = self._commit_on_loop([write])
+            if outcomes is None:
                 self._queue.put(write)  # the database is locked: the thread waits for it
+            elif outcomes[0].error is None:
+                return cast(T, outcomes[0].value)  # committed: no need for the future
+            else:
+                future.set_exception(outcomes[0].error)  # raised below, as the thread's
         else:
             self._writes_without_yield = 0
             self._pending.append(write)
@@ -251,34 +256,33 @@ class SqliteWriter:
         while pending:
             batch, pending = pending[: self._max_batch], pending[self._max_batch :]
             self._last_batch = len(batch)
-            if self._commit_on_loop(batch):
+            outcomes = self._commit_on_loop(batch)
+            if outcomes is None:
+                for write in batch:
+                    self._queue.put(write)
                 continue
-            for write in batch:
-                self._queue.put(write)
+            for write, outcome in zip(batch, outcomes, strict=True):
+                _settle(write.loop, write.future, outcome)
 
-    def _commit_on_loop(self, batch: list[_Write]) -> bool:
+    def _commit_on_loop(self, batch: list[_Write]) -> list[_Outcome] | None:
+        """Commit ``batch`` on the loop's thread and return each write's outcome, or
+        None when another connection holds the database (the thread must wait)."""
         connection = self._connection
         if connection is None or not self._lock.acquire(blocking=False):
-            return False
+            return None
         try:
             self._set_busy_timeout(connection, 0)
             try:
                 outcomes = self._transaction(connection, batch)
             except sqlite3.Error as error:
                 if is_busy(error):
-                    return False
+                    return None
                 failed = _TransactionFailed(error, 1)
-                for write in batch:
-                    _settle(write.loop, write.future, _Outcome(error=failed))
-                return True
+                return [_Outcome(error=failed) for _ in batch]
             except Exception as error:  # a bug of ours: tell the callers rather than hang them
-                for write in batch:
-                    _settle(write.loop, write.future, _Outcome(error=_internal_error(error)))
-                return True
+                return [_Outcome(error=_internal_error(error)) for _ in batch]
             self._count(outcomes)
-            for write, outcome in zip(batch, outcomes, strict=True):
-                _settle(write.loop, write.future, outcome)
-            return True
+            return outcomes
         finally:
             self._lock.release()
 
