@@ -308,3 +308,32 @@ def test_the_scalar_fast_path_writes_what_the_general_path_writes(value: object)
 
     general = _COMPACT_JSON.encode(_to_tree(value, set(), 0))
     assert JsonSerializer().dumps(value, Any) == general == json.dumps(value)
+
+
+@dataclass
+class _Ledger:
+    """A dataclass whose field names a class that does not exist yet."""
+
+    entry: _LedgerEntry  # noqa: F821 - defined only inside the test below
+
+
+def test_a_forward_reference_resolves_once_its_class_exists() -> None:
+    """Field annotations are resolved once per class and kept, but a failure to
+    resolve them is not kept: once the named class exists, decoding works."""
+    codec = PayloadCodec()
+    text = '{"entry": {"amount": 3}}'
+    with pytest.raises(NameError, match="_LedgerEntry"):
+        codec.decode(text, "json", _Ledger, what="a ledger")
+
+    @dataclass
+    class _LedgerEntry:
+        amount: int
+
+    globals()["_LedgerEntry"] = _LedgerEntry
+    try:
+        first = codec.decode(text, "json", _Ledger, what="a ledger")
+        again = codec.decode(text, "json", _Ledger, what="a ledger")
+    finally:
+        del globals()["_LedgerEntry"]
+    assert first == again == _Ledger(entry=_LedgerEntry(amount=3))
+    assert type(first.entry) is _LedgerEntry
