@@ -1,5 +1,5 @@
-"""Group commit of checkpoints on PostgreSQL: concurrent writes share transactions,
-each still learns its own outcome, and a refused write fails alone."""
+"""Group commit on PostgreSQL (checkpoints and final statuses): concurrent writes share
+transactions, each still learns its own outcome, and a refused write fails alone."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import pytest
 from tests.conftest import postgres_url
 
 from durably.errors import LeaseLostError, StoreError
+from durably.models import WorkflowStatus
 from durably.store.postgres import PostgresStore
 from durably.store.postgres._group_commit import GroupCommitter
-from durably.testing._contract.records import claimed, operation
+from durably.testing._contract.records import NOW, claimed, operation
 
 
 @pytest.fixture
@@ -68,6 +69,70 @@ async def test_checkpoints_written_before_close_are_committed(postgres_schema: s
             assert len((await store.load_history(fence.workflow_id)).operations) == 1
     finally:
         await store.close()
+
+
+async def test_concurrent_final_statuses_share_transactions(store: PostgresStore) -> None:
+    """40 workflows finishing at once: each gets its own finished record, in fewer
+    transactions than workflows, and each finish is announced to listeners."""
+    fences = [await claimed(store, f"w-{i}") for i in range(40)]
+    changes = store.changes()
+    assert (await anext(changes)).kind == "work"  # listening from here on
+    try:
+        records = await asyncio.gather(
+            *(
+                store.set_workflow_status(
+                    fence, WorkflowStatus.COMPLETED, now=NOW + 5, result=f'"{fence.workflow_id}"'
+                )
+                for fence in fences
+            )
+        )
+        committer = store._statuses
+        assert committer.writes == 40
+        assert committer.transactions < 40
+        for fence, record in zip(fences, records, strict=True):
+            assert (record.workflow_id, record.status) == (fence.workflow_id, "COMPLETED")
+            assert (record.result, record.owner, record.lease_until, record.finished_at) == (
+                f'"{fence.workflow_id}"',
+                None,
+                None,
+                NOW + 5,
+            )
+            assert await store.get_workflow(fence.workflow_id) == record
+        announced: set[str | None] = set()
+        while len(announced) < 40:
+            change = await asyncio.wait_for(anext(changes), 30)
+            if change.kind == "workflow":
+                announced.add(change.workflow_id)
+        assert announced == {fence.workflow_id for fence in fences}
+    finally:
+        await changes.aclose()
+
+
+async def test_refused_status_changes_in_a_batch_fail_alone(store: PostgresStore) -> None:
+    """In one batch, a stale fence and a transition the state machine forbids are
+    refused with LeaseLostError saying why; the other changes are made."""
+    fences = [await claimed(store, f"w-{i}") for i in range(10)]
+    stale = dataclasses.replace(fences[3], fence=fences[3].fence + 7)
+    changes = [
+        store.set_workflow_status(stale, WorkflowStatus.FAILED, now=NOW + 5, error='"x"')
+        if i == 3
+        else store.set_workflow_status(fence, WorkflowStatus.COMPENSATED, now=NOW + 5)
+        if i == 6
+        else store.set_workflow_status(fence, WorkflowStatus.FAILED, now=NOW + 5, error='"x"')
+        for i, fence in enumerate(fences)
+    ]
+    outcomes = await asyncio.gather(*changes, return_exceptions=True)
+    assert isinstance(outcomes[3], LeaseLostError)
+    assert isinstance(outcomes[6], LeaseLostError)
+    assert "RUNNING, which cannot move to COMPENSATED" in str(outcomes[6])
+    assert store._statuses.transactions < 10
+    for i, fence in enumerate(fences):
+        stored = await store.get_workflow(fence.workflow_id)
+        assert stored is not None
+        if i in (3, 6):
+            assert (stored.status, stored.owner) == ("RUNNING", fence.owner)
+        else:
+            assert stored.status == "FAILED" and stored == outcomes[i]
 
 
 class _Fake:

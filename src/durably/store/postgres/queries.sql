@@ -370,10 +370,41 @@ WITH changed AS (
         lease_until = CASE WHEN %(releases)s THEN NULL ELSE lease_until END,
         finished_at = CASE WHEN %(finishes)s THEN %(now)s::bigint ELSE finished_at END
     WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s
-      AND status = ANY (%(sources)s::text[])
+      AND status = ANY (string_to_array(%(sources)s, ','))
     RETURNING *)
 SELECT changed.*,
        CASE WHEN %(finishes)s THEN pg_notify(%(channel)s, 'workflow:' || workflow_id) END
+           AS notified
+FROM changed;
+
+-- name: set_workflow_statuses
+-- set_workflow_status for a batch (group commit), as ONE statement (no transaction
+-- stays open between round trips). Each workflow appears at most once in a batch; its
+-- allowed sources are one comma-separated text (arrays of arrays must be rectangular).
+-- Rows are locked in workflow_id order. The rows returned are the changes made.
+WITH batch AS (
+    SELECT * FROM unnest(
+        %(workflow_id)s::text[], %(owner)s::text[], %(fence)s::bigint[],
+        %(status)s::text[], %(sources)s::text[], %(now)s::bigint[], %(result)s::text[],
+        %(error)s::text[], %(releases)s::boolean[], %(finishes)s::boolean[])
+    AS b(workflow_id, owner, fence, status, sources, now, result, error, releases,
+         finishes)),
+changed AS (
+    UPDATE workflows SET
+        status = batch.status,
+        updated_at = GREATEST(workflows.updated_at, batch.now),
+        result = COALESCE(batch.result, workflows.result),
+        error = COALESCE(batch.error, workflows.error),
+        owner = CASE WHEN batch.releases THEN NULL ELSE workflows.owner END,
+        lease_until = CASE WHEN batch.releases THEN NULL ELSE workflows.lease_until END,
+        finished_at = CASE WHEN batch.finishes THEN batch.now ELSE workflows.finished_at END
+    FROM (SELECT * FROM batch ORDER BY workflow_id) AS batch
+    WHERE workflows.workflow_id = batch.workflow_id
+      AND workflows.owner = batch.owner AND workflows.fence = batch.fence
+      AND workflows.status = ANY (string_to_array(batch.sources, ','))
+    RETURNING workflows.*, batch.finishes AS finishes)
+SELECT changed.*,
+       CASE WHEN changed.finishes THEN pg_notify(%(channel)s, 'workflow:' || workflow_id) END
            AS notified
 FROM changed;
 

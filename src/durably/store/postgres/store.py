@@ -123,6 +123,9 @@ class PostgresStore:
         self._checkpoints = GroupCommitter(
             self._record_one, self._record_many, key=lambda p: (p["workflow_id"], p["seq"])
         )
+        self._statuses = GroupCommitter(
+            self._set_status_one, self._set_status_many, key=lambda p: p["workflow_id"]
+        )
 
     def __repr__(self) -> str:
         return self._name
@@ -155,6 +158,7 @@ class PostgresStore:
         """Close every connection (statements in progress finish first)."""
         async with self._opening:
             await self._checkpoints.flush()
+            await self._statuses.flush()
             pool, self._pool = self._pool, None
             if pool is not None:
                 await pool.close()
@@ -499,11 +503,12 @@ class PostgresStore:
         result: str | None = None,
         error: str | None = None,
     ) -> WorkflowRecord:
-        """Compare-and-set the status, fenced (see :class:`~durably.store.Store`)."""
+        """Compare-and-set the status, fenced (see :class:`~durably.store.Store`),
+        group-committed with the status changes of other workflows made meanwhile."""
         params = {
             **_rows.fence_params(fence),
             "status": status.value,
-            "sources": _text_array({*allowed_sources(status), status}),
+            "sources": ",".join(sorted({str(s) for s in {*allowed_sources(status), status}})),
             "now": now,
             "result": result,
             "error": error,
@@ -511,14 +516,21 @@ class PostgresStore:
             "finishes": status.is_terminal,
             "channel": self._channel,
         }
+        row = await self._statuses.submit(params)
+        if row is None:
+            # Refused: read why (only on this rare path; a refusal is final, since a
+            # fence never comes back).
+            raise await self._run(lambda connection: _refusal(connection, fence, status))
+        return _rows.workflow_from_row(row)
 
-        async def work(connection: Connection) -> WorkflowRecord:
-            row = await (await connection.execute(Q["set_workflow_status"], params)).fetchone()
-            if row is None:
-                raise await _refusal(connection, fence, status)
-            return _rows.workflow_from_row(row)
+    async def _set_status_one(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        return await self._one("set_workflow_status", params)
 
-        return await self._run(work)
+    async def _set_status_many(self, batch: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+        columns = {key: [params[key] for params in batch] for key in _STATUS_COLUMNS}
+        rows = await self._all("set_workflow_statuses", {**columns, "channel": self._channel})
+        changed = {row["workflow_id"]: row for row in rows}
+        return [changed.get(params["workflow_id"]) for params in batch]
 
     async def suspend_workflow(
         self,
@@ -688,6 +700,20 @@ class PostgresStore:
         rows = await self._all("list_signals", {"workflow_id": workflow_id})
         return [_rows.signal_from_row(row) for row in rows]
 
+
+#: The parameters of set_workflow_status that set_workflow_statuses takes as arrays.
+_STATUS_COLUMNS = (
+    "workflow_id",
+    "owner",
+    "fence",
+    "status",
+    "sources",
+    "now",
+    "result",
+    "error",
+    "releases",
+    "finishes",
+)
 
 #: The parameters of record_operation that record_operations takes as arrays.
 _BATCH_COLUMNS = (
