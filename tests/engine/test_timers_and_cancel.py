@@ -109,10 +109,13 @@ async def test_retry_backoff_is_durable_across_restarts(
 ) -> None:
     """A crash during a 10-minute backoff keeps the attempt count and waits the rest."""
     attempts: list[int] = []
+    second_attempt = asyncio.Event()
 
     def register(app: Durably) -> object:
         async def flaky() -> str:
             attempts.append(1)
+            if len(attempts) == 2:
+                second_attempt.set()
             if len(attempts) < 3:
                 raise ConnectionError(f"attempt {len(attempts)} failed")
             return "ok"
@@ -142,10 +145,9 @@ async def test_retry_backoff_is_durable_across_restarts(
         await asyncio.sleep(0)
         assert len(attempts) == 1
         clock.advance(timedelta(minutes=1))
-        for _ in range(5_000):
-            if len(attempts) == 2:
-                break
-            await asyncio.sleep(0)
+        # Until the second attempt has run, the workflow is still SUSPENDED from before
+        # (a status check alone could pass before the store's round trips are done).
+        await asyncio.wait_for(second_attempt.wait(), timeout=60)
         await wait_for_status(second, "r", WorkflowStatus.SUSPENDED)
         assert len(attempts) == 2
         clock.advance(timedelta(minutes=10))

@@ -15,7 +15,7 @@ from durably.errors import LeaseLostError, StoreError
 from durably.models import WorkflowStatus
 from durably.store.postgres import PostgresStore
 from durably.store.postgres._group_commit import GroupCommitter
-from durably.testing._contract.records import NOW, claimed, operation
+from durably.testing._contract.records import NOW, claimed, operation, workflow
 
 
 @pytest.fixture
@@ -133,6 +133,38 @@ async def test_refused_status_changes_in_a_batch_fail_alone(store: PostgresStore
             assert (stored.status, stored.owner) == ("RUNNING", fence.owner)
         else:
             assert stored.status == "FAILED" and stored == outcomes[i]
+
+
+async def test_concurrent_creations_share_transactions(store: PostgresStore) -> None:
+    """40 workflows created at once are each created once, in fewer transactions."""
+    records = [workflow(f"w-{i:02}", input=f'"{i}"') for i in range(40)]
+    outcomes = await asyncio.gather(*(store.create_workflow(record) for record in records))
+    assert [(stored, created) for stored, created in outcomes] == [(r, True) for r in records]
+    assert store._creations.writes == 40
+    assert store._creations.transactions < 40
+    for record in records:
+        assert await store.get_workflow(record.workflow_id) == record
+
+
+async def test_a_taken_id_in_a_batch_returns_the_existing_workflow(store: PostgresStore) -> None:
+    """Creating ids that are taken, in a batch with new ones and twice at once: each
+    taken id returns the workflow stored first (created False); nothing is replaced."""
+    first = workflow("w-taken", input='"first"')
+    await store.create_workflow(first)
+    again = workflow("w-taken", input='"second"')
+    fresh = [workflow(f"w-{i}") for i in range(5)]
+    twice = workflow("w-twice", input='"a"'), workflow("w-twice", input='"b"')
+    outcomes = await asyncio.gather(
+        store.create_workflow(again),
+        *(store.create_workflow(record) for record in fresh),
+        *(store.create_workflow(record) for record in twice),
+    )
+    assert outcomes[0] == (first, False)
+    assert outcomes[1:6] == [(record, True) for record in fresh]
+    assert sorted(created for _, created in outcomes[6:]) == [False, True]
+    stored_twice = await store.get_workflow("w-twice")
+    assert [stored for stored, _ in outcomes[6:]] == [stored_twice, stored_twice]
+    assert await store.get_workflow("w-taken") == first
 
 
 class _Fake:

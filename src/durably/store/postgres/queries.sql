@@ -24,6 +24,41 @@ WITH inserted AS (
     RETURNING *)
 SELECT inserted.*, pg_notify(%(channel)s, 'work') AS notified FROM inserted;
 
+-- name: insert_workflows
+-- insert_workflow for a batch (group commit), as ONE statement. Each id appears at most
+-- once in a batch; rows are inserted in workflow_id order, so that two batches that
+-- share ids wait for each other instead of deadlocking. The rows returned are those
+-- inserted (an id already taken returns nothing: its caller reads the existing one).
+WITH batch AS (
+    SELECT * FROM unnest(
+        %(workflow_id)s::text[], %(workflow_name)s::text[], %(status)s::text[],
+        %(version)s::text[], %(input)s::text[], %(result)s::text[], %(error)s::text[],
+        %(serializer)s::text[], %(owner)s::text[], %(fence)s::bigint[],
+        %(lease_until)s::bigint[], %(wake_at)s::bigint[], %(deadline_at)s::bigint[],
+        %(wait_reason)s::text[], %(cancel_requested)s::integer[],
+        %(compensate_on_cancel)s::integer[], %(recovery_attempts)s::integer[],
+        %(created_at)s::bigint[], %(updated_at)s::bigint[], %(finished_at)s::bigint[],
+        %(queue_name)s::text[], %(priority)s::integer[], %(started_at)s::bigint[])
+    AS b(workflow_id, workflow_name, status, version, input, result, error,
+         serializer, owner, fence, lease_until, wake_at, deadline_at, wait_reason,
+         cancel_requested, compensate_on_cancel, recovery_attempts, created_at,
+         updated_at, finished_at, queue_name, priority, started_at)),
+inserted AS (
+    INSERT INTO workflows (
+        workflow_id, workflow_name, status, version, input, result, error, serializer,
+        owner, fence, lease_until, wake_at, deadline_at, wait_reason,
+        cancel_requested, compensate_on_cancel, recovery_attempts, created_at,
+        updated_at, finished_at, queue_name, priority, started_at)
+    SELECT
+        workflow_id, workflow_name, status, version, input, result, error, serializer,
+        owner, fence, lease_until, wake_at, deadline_at, wait_reason,
+        cancel_requested, compensate_on_cancel, recovery_attempts, created_at,
+        updated_at, finished_at, queue_name, priority, started_at
+    FROM batch ORDER BY workflow_id
+    ON CONFLICT (workflow_id) DO NOTHING
+    RETURNING *)
+SELECT inserted.*, pg_notify(%(channel)s, 'work') AS notified FROM inserted;
+
 -- name: get_workflow
 -- One workflow by id.
 SELECT * FROM workflows WHERE workflow_id = %(workflow_id)s;

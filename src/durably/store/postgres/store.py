@@ -123,12 +123,33 @@ class PostgresStore:
         self._checkpoints = GroupCommitter(
             self._record_one, self._record_many, key=lambda p: (p["workflow_id"], p["seq"])
         )
-        self._statuses = GroupCommitter(
-            self._set_status_one, self._set_status_many, key=lambda p: p["workflow_id"]
+        self._statuses = self._row_committer(
+            "set_workflow_status", "set_workflow_statuses", _STATUS_COLUMNS
+        )
+        self._creations = self._row_committer(
+            "insert_workflow", "insert_workflows", _WORKFLOW_COLUMNS
         )
 
     def __repr__(self) -> str:
         return self._name
+
+    def _row_committer(
+        self, one: str, many: str, columns: tuple[str, ...]
+    ) -> GroupCommitter[dict[str, Any] | None]:
+        """Group commit of a statement ``one`` that writes one workflow's row and returns
+        it (nothing when it wrote nothing), batched by ``many`` over arrays of
+        ``columns``, which returns the rows it wrote."""
+
+        async def write_one(params: dict[str, Any]) -> dict[str, Any] | None:
+            return await self._one(one, params)
+
+        async def write_many(batch: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+            arrays = {key: [params[key] for params in batch] for key in columns}
+            rows = await self._all(many, {**arrays, "channel": self._channel})
+            written = {row["workflow_id"]: row for row in rows}
+            return [written.get(params["workflow_id"]) for params in batch]
+
+        return GroupCommitter(write_one, write_many, key=lambda params: params["workflow_id"])
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -159,6 +180,7 @@ class PostgresStore:
         async with self._opening:
             await self._checkpoints.flush()
             await self._statuses.flush()
+            await self._creations.flush()
             pool, self._pool = self._pool, None
             if pool is not None:
                 await pool.close()
@@ -198,21 +220,16 @@ class PostgresStore:
     # -- workflows -------------------------------------------------------------------
 
     async def create_workflow(self, record: WorkflowRecord) -> tuple[WorkflowRecord, bool]:
-        """Insert ``record`` unless its id is taken (see :class:`~durably.store.Store`)."""
+        """Insert ``record`` unless its id is taken (see :class:`~durably.store.Store`),
+        group-committed with the workflows other callers create meanwhile."""
         params = {**_rows.workflow_params(record), "channel": self._channel}
-
-        async def work(connection: Connection) -> tuple[WorkflowRecord, bool]:
-            cursor = await connection.execute(Q["insert_workflow"], params)
-            inserted = await cursor.fetchone()
-            if inserted is not None:
-                return _rows.workflow_from_row(inserted), True
-            cursor = await connection.execute(Q["get_workflow"], params)
-            existing = await cursor.fetchone()
-            if existing is None:  # deleted between the two statements
-                raise StoreError(f"workflow {record.workflow_id!r} vanished while creating it")
-            return _rows.workflow_from_row(existing), False
-
-        return await self._run(work)
+        inserted = await self._creations.submit(params)
+        if inserted is not None:
+            return _rows.workflow_from_row(inserted), True
+        existing = await self._one("get_workflow", params)
+        if existing is None:  # deleted between the two statements
+            raise StoreError(f"workflow {record.workflow_id!r} vanished while creating it")
+        return _rows.workflow_from_row(existing), False
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         """The workflow with this id, or None."""
@@ -523,15 +540,6 @@ class PostgresStore:
             raise await self._run(lambda connection: _refusal(connection, fence, status))
         return _rows.workflow_from_row(row)
 
-    async def _set_status_one(self, params: dict[str, Any]) -> dict[str, Any] | None:
-        return await self._one("set_workflow_status", params)
-
-    async def _set_status_many(self, batch: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
-        columns = {key: [params[key] for params in batch] for key in _STATUS_COLUMNS}
-        rows = await self._all("set_workflow_statuses", {**columns, "channel": self._channel})
-        changed = {row["workflow_id"]: row for row in rows}
-        return [changed.get(params["workflow_id"]) for params in batch]
-
     async def suspend_workflow(
         self,
         fence: Fence,
@@ -700,6 +708,14 @@ class PostgresStore:
         rows = await self._all("list_signals", {"workflow_id": workflow_id})
         return [_rows.signal_from_row(row) for row in rows]
 
+
+#: The parameters of insert_workflow, which insert_workflows takes as arrays (the keys
+#: of workflow_params, taken from a placeholder record so they are written once).
+_WORKFLOW_COLUMNS = tuple(
+    _rows.workflow_params(
+        WorkflowRecord(workflow_id="-", workflow_name="-", status=WorkflowStatus.PENDING)
+    )
+)
 
 #: The parameters of set_workflow_status that set_workflow_statuses takes as arrays.
 _STATUS_COLUMNS = (
