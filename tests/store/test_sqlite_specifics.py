@@ -360,6 +360,41 @@ async def test_growing_the_wal_under_another_open_connection_loses_nothing(
     assert integrity(path) == "ok"
 
 
+async def test_a_writer_holding_the_lock_at_open_is_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another connection takes the write lock right after the schema check: the open
+    does not wait for it to grow the WAL (it skips that, at once) and the store works
+    once the other connection commits."""
+    path = tmp_path / "busy.db"
+    bootstrap = SqliteStore(path)
+    await bootstrap.open()
+    await bootstrap.close()
+    # Used on the store's writer thread (in the open) and on this one.
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    real_migrate = durably.store.sqlite._connect.migrate
+
+    def migrate_then_lose_the_lock(connection: sqlite3.Connection) -> int:
+        version = real_migrate(connection)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("CREATE TABLE notes (n INTEGER PRIMARY KEY)")
+        return version
+
+    monkeypatch.setattr(durably.store.sqlite._connect, "migrate", migrate_then_lose_the_lock)
+    store = SqliteStore(path, synchronous="FULL")
+    try:
+        await store.open()  # with the old wait, this failed after the busy timeout
+        assert other.in_transaction
+        assert wal_of(path).st_size < wal_size_between_checkpoints(path)
+        other.execute("COMMIT")
+        await store.create_workflow(workflow())
+        assert await store.get_workflow("w-1") == workflow()
+    finally:
+        await store.close()
+        other.close()
+    assert integrity(path) == "ok"
+
+
 async def test_a_disk_too_full_to_grow_the_wal_leaves_it_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -131,14 +131,23 @@ def preallocate_wal(connection: sqlite3.Connection, path: Path, *, sync: bool) -
     Safe because the zeros go only after the file's end, while this connection holds
     the write lock (no other connection can append frames meanwhile), and SQLite reads
     a WAL only up to its first frame whose checksum fails, which a zero frame does. It
-    is only an optimisation: if the disk cannot take the zeros, they are removed and
-    the store opens as it would have.
+    is only an optimisation: when another connection holds the write lock it is
+    skipped at once (never waited for), and if the disk cannot take the zeros they are
+    removed; either way the store opens as it would have.
     """
     page_size = int(connection.execute("PRAGMA page_size").fetchone()[0])
     frames = int(connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
     target = _WAL_HEADER_BYTES + frames * (_WAL_FRAME_HEADER_BYTES + page_size)
     wal = path.with_name(path.name + "-wal")
-    connection.execute("BEGIN IMMEDIATE")
+    connection.execute("PRAGMA busy_timeout = 0")
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as error:
+        if error.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return  # another connection is writing: it is not worth waiting for
+        raise
+    finally:
+        connection.execute(_BUSY_TIMEOUT_PRAGMA)
     try:
         try:
             descriptor = os.open(wal, os.O_WRONLY)  # never create it: SQLite does, 0600
