@@ -25,6 +25,7 @@ from tests.conftest import postgres_url, require_postgres
 
 import durably
 from durably import Context, Durably, Observer, RetryPolicy, StoreError, WorkflowFailedError
+from durably.errors import WorkflowFinishedError
 from durably.store.postgres import PostgresStore
 from durably.store.postgres._connection import with_retries
 
@@ -255,10 +256,17 @@ async def test_every_connection_killed_again_and_again_mid_run_loses_nothing(
         return f"{room}:{paid}:{note}"
 
     outcomes: dict[int, str] = {}
+    #: Declined trips that were compensated before their signal could be sent (while
+    #: the connections were down, a send can take longer than such a trip).
+    ended_first: set[int] = set()
     async with app:
         for n in range(20):
             await app.start(trip, n, workflow_id=f"trip-{n}")
-            await app.send_signal(f"trip-{n}", "confirm", f"ok-{n}", dedup_key=f"confirm-{n}")
+            try:
+                await app.send_signal(f"trip-{n}", "confirm", f"ok-{n}", dedup_key=f"confirm-{n}")
+            except WorkflowFinishedError:
+                assert n % 5 == 0, f"trip-{n} ended before its signal"
+                ended_first.add(n)
         for n in range(20):
             try:
                 outcomes[n] = await app.handle(f"trip-{n}").result()
@@ -275,7 +283,7 @@ async def test_every_connection_killed_again_and_again_mid_run_loses_nothing(
         assert runs[f"book-{n}"] == 1 and runs[f"pay-{n}"] == 2
         assert runs[f"release-room-{n}"] == (1 if n % 5 == 0 else 0)
     consumed = [inbox for inbox in signals if inbox and inbox[0].consumed_seq is not None]
-    assert all(len(inbox) == 1 for inbox in signals)
+    assert [len(inbox) for inbox in signals] == [int(n not in ended_first) for n in range(20)]
     assert len(consumed) == 16  # the declined trips never waited for their signal
 
     again = Durably(server.store(), inline_wait=0)
