@@ -67,7 +67,7 @@ class AppRuns(AppState):
         stored, created = await self._store.create_workflow(record)
         if created and runs_here:
             # Just created: nothing to load; and unless it is a child, no parent.
-            self._launch(stored, history=History(), top_level=not as_child)
+            self._launch(stored, history=History(), may_have_parent=as_child)
         elif stored.workflow_name != definition.name or stored.input != encoded:
             raise WorkflowConflictError(
                 f"workflow id {identifier!r} is already used by workflow "
@@ -97,11 +97,15 @@ class AppRuns(AppState):
         )
 
     def _launch(
-        self, record: WorkflowRecord, *, history: History | None = None, top_level: bool = False
+        self,
+        record: WorkflowRecord,
+        *,
+        history: History | None = None,
+        may_have_parent: bool = True,
     ) -> None:
         """Run ``record`` (claimed by this executor) in a task; ``history``, when the
-        caller knows it, spares the run loading it; ``top_level``: this process has
-        just created it as a top-level workflow (it has no parent to tell at its end)."""
+        caller knows it, spares the run loading it; ``may_have_parent`` False: this
+        process has just created it as a top-level workflow (no parent to tell at its end)."""
         if record.workflow_id in self._runs:
             # Claimed again while its previous run here is ending (it suspended and a
             # signal made it due at once, or its lease was taken over): the claim is
@@ -116,7 +120,7 @@ class AppRuns(AppState):
             recovered=record.recovery_attempts > 0,
             max_recovery_attempts=self._max_recovery_attempts,
             history=history,
-            top_level=top_level,
+            may_have_parent=may_have_parent,
         )
         task = asyncio.ensure_future(run.execute())
         self._runs[record.workflow_id] = (run, task)

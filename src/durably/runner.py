@@ -50,13 +50,13 @@ class WorkflowRun:
         recovered: bool,
         max_recovery_attempts: int,
         history: History | None = None,
-        top_level: bool = False,
+        may_have_parent: bool = True,
     ) -> None:
         assert record.owner is not None
         #: False when this process created it as a top-level workflow just before this
         #: run and no parent has linked to it here since: no parent is looked for at
         #: its end.
-        self.may_have_parent = not top_level
+        self.may_have_parent = may_have_parent
         self._known_history = history
         self._max_recovery_attempts = max_recovery_attempts
         self.workflow_id = record.workflow_id

@@ -53,8 +53,8 @@ async def test_run_returns_the_workflow_result(app: Durably) -> None:
     assert info.result_json == "42"
 
 
-async def test_start_returns_a_handle_before_the_workflow_finishes(app: Durably) -> None:
-    """start gives the id at once, while the body is still blocked in a step."""
+def held_in_a_step(app: Durably) -> tuple[Callable[..., object], asyncio.Event]:
+    """A workflow whose one step returns "released" once the event is set."""
     release = asyncio.Event()
 
     async def wait_for_release() -> str:
@@ -62,10 +62,16 @@ async def test_start_returns_a_handle_before_the_workflow_finishes(app: Durably)
         return "released"
 
     @app.workflow()
-    async def blocked(ctx: Context) -> str:
+    async def held(ctx: Context) -> str:
         return await ctx.step("wait", wait_for_release)
 
-    handle = await app.start(blocked, workflow_id="blocked-1")
+    return held, release
+
+
+async def test_start_returns_a_handle_before_the_workflow_finishes(app: Durably) -> None:
+    """start gives the id at once, while the body is still blocked in a step."""
+    blocked, release = held_in_a_step(app)
+    handle = await app.start(blocked, workflow_id="blocked-1")  # type: ignore[arg-type]
     assert handle.workflow_id == "blocked-1"
     assert await handle.status() is WorkflowStatus.RUNNING
     release.set()
@@ -78,17 +84,8 @@ async def test_a_result_that_ends_in_this_process_is_handed_to_its_waiter(
 ) -> None:
     """A waiter for a workflow this process is running never reads the store: the run
     that commits its end hands the final record over."""
-    release = asyncio.Event()
-
-    async def wait_for_release() -> str:
-        await release.wait()
-        return "released"
-
-    @app.workflow()
-    async def held(ctx: Context) -> str:
-        return await ctx.step("wait", wait_for_release)
-
-    handle = await app.start(held)
+    held, release = held_in_a_step(app)
+    handle = await app.start(held)  # type: ignore[arg-type]
     reads: list[str] = []
     read = app.store.get_workflow
 

@@ -123,29 +123,22 @@ class PostgresStore:
         self._checkpoints = GroupCommitter(
             self._record_one, self._record_many, key=lambda p: (p["workflow_id"], p["seq"])
         )
-        self._statuses = self._row_committer(
-            "set_workflow_status", "set_workflow_statuses", _STATUS_COLUMNS
-        )
-        self._creations = self._row_committer(
-            "insert_workflow", "insert_workflows", _WORKFLOW_COLUMNS
-        )
+        self._statuses = self._row_committer("set_workflow_status", "set_workflow_statuses")
+        self._creations = self._row_committer("insert_workflow", "insert_workflows")
 
     def __repr__(self) -> str:
         return self._name
 
-    def _row_committer(
-        self, one: str, many: str, columns: tuple[str, ...]
-    ) -> GroupCommitter[dict[str, Any] | None]:
+    def _row_committer(self, one: str, many: str) -> GroupCommitter[dict[str, Any] | None]:
         """Group commit of a statement ``one`` that writes one workflow's row and returns
-        it (nothing when it wrote nothing), batched by ``many`` over arrays of
-        ``columns``, which returns the rows it wrote."""
+        it (nothing when it wrote nothing), batched by ``many``, which takes every
+        parameter but the channel as an array and returns the rows it wrote."""
 
         async def write_one(params: dict[str, Any]) -> dict[str, Any] | None:
             return await self._one(one, params)
 
         async def write_many(batch: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
-            arrays = {key: [params[key] for params in batch] for key in columns}
-            rows = await self._all(many, {**arrays, "channel": self._channel})
+            rows = await self._all(many, _as_arrays(batch, self._channel))
             written = {row["workflow_id"]: row for row in rows}
             return [written.get(params["workflow_id"]) for params in batch]
 
@@ -498,8 +491,7 @@ class PostgresStore:
         return await self._one("record_operation", params) is not None
 
     async def _record_many(self, batch: list[dict[str, Any]]) -> list[bool]:
-        columns = {key: [params[key] for params in batch] for key in _BATCH_COLUMNS}
-        rows = await self._all("record_operations", {**columns, "channel": self._channel})
+        rows = await self._all("record_operations", _as_arrays(batch, self._channel))
         held = {(row["workflow_id"], row["seq"]) for row in rows}
         return [(params["workflow_id"], params["seq"]) in held for params in batch]
 
@@ -525,7 +517,7 @@ class PostgresStore:
         params = {
             **_rows.fence_params(fence),
             "status": status.value,
-            "sources": ",".join(sorted({str(s) for s in {*allowed_sources(status), status}})),
+            "sources": ",".join(sorted({*allowed_sources(status), status})),
             "now": now,
             "result": result,
             "error": error,
@@ -709,47 +701,13 @@ class PostgresStore:
         return [_rows.signal_from_row(row) for row in rows]
 
 
-#: The parameters of insert_workflow, which insert_workflows takes as arrays (the keys
-#: of workflow_params, taken from a placeholder record so they are written once).
-_WORKFLOW_COLUMNS = tuple(
-    _rows.workflow_params(
-        WorkflowRecord(workflow_id="-", workflow_name="-", status=WorkflowStatus.PENDING)
-    )
-)
-
-#: The parameters of set_workflow_status that set_workflow_statuses takes as arrays.
-_STATUS_COLUMNS = (
-    "workflow_id",
-    "owner",
-    "fence",
-    "status",
-    "sources",
-    "now",
-    "result",
-    "error",
-    "releases",
-    "finishes",
-)
-
-#: The parameters of record_operation that record_operations takes as arrays.
-_BATCH_COLUMNS = (
-    "workflow_id",
-    "owner",
-    "fence",
-    "moment",
-    "seq",
-    "kind",
-    "name",
-    "status",
-    "result",
-    "error",
-    "serializer",
-    "attempts",
-    "started_at",
-    "finished_at",
-    "wake_at",
-    "announce",
-)
+def _as_arrays(batch: list[dict[str, Any]], channel: str) -> dict[str, Any]:
+    """The parameters of a batched statement: each parameter of the writes in ``batch``
+    (which all have the same ones) as an array, in batch order, but the channel."""
+    return {
+        **{key: [params[key] for params in batch] for key in batch[0] if key != "channel"},
+        "channel": channel,
+    }
 
 
 def _operation_params(fence: Fence, operation: OperationRecord, channel: str) -> dict[str, Any]:

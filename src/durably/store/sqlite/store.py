@@ -422,8 +422,7 @@ class SqliteStore:
         params = _rows.operation_params(fence, operation)
 
         def work(connection: sqlite3.Connection) -> None:
-            if connection.execute(Q["record_operation"], params).rowcount == 0:
-                raise lease_lost(fence)
+            _record(connection, fence, params)
 
         await self.writer.submit(work, one_statement=True)
 
@@ -592,9 +591,7 @@ class SqliteStore:
                 result=signal.payload,
                 serializer=signal.serializer,
             )
-            recorded_params = _rows.operation_params(fence, recorded)
-            if connection.execute(Q["record_operation"], recorded_params).rowcount == 0:
-                raise lease_lost(fence)
+            _record(connection, fence, _rows.operation_params(fence, recorded))
             return signal
 
         return await self._write(work)
@@ -616,3 +613,9 @@ def _refusal(
     if row["owner"] != fence.owner or row["fence"] != fence.fence:
         return lease_lost(fence)
     return transition_refused(fence, WorkflowStatus(row["status"]), wanted)
+
+
+def _record(connection: sqlite3.Connection, fence: Fence, params: _rows.Params) -> None:
+    """The fenced upsert of an operation: one statement, refused when the fence is stale."""
+    if connection.execute(Q["record_operation"], params).rowcount == 0:
+        raise lease_lost(fence)
