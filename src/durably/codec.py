@@ -128,13 +128,21 @@ class PayloadCodec:
         """The name stored next to payloads this codec writes."""
         return self._serializer.name
 
-    def encode(self, value: object, hint: object, *, what: str, verify: bool | None = None) -> str:
+    def encode(
+        self,
+        value: object,
+        hint: object,
+        *,
+        what: str | Callable[[], str],
+        verify: bool | None = None,
+    ) -> str:
         """Encode ``value`` for storage.
 
         Args:
             value: The value.
             hint: Its declared type (``Any`` when unknown).
-            what: A description used in error messages.
+            what: A description used in error messages (or a function that makes it,
+                called only when there is an error).
             verify: Check that decoding gives the value back (default: the codec's setting).
 
         Raises:
@@ -145,26 +153,27 @@ class PayloadCodec:
         try:
             text = self._serializer.dumps(value, hint)
         except PayloadError as error:
-            raise PayloadError(f"cannot store {what}: {error}") from None
+            raise PayloadError(f"cannot store {_text(what)}: {error}") from None
         except RecursionError:
-            raise PayloadError(f"cannot store {what}: it is nested too deeply") from None
+            raise PayloadError(f"cannot store {_text(what)}: it is nested too deeply") from None
         try:
-            size = len(text.encode("utf-8"))
+            # ASCII text (the common case) is its own UTF-8 and holds no surrogate.
+            size = len(text) if text.isascii() else len(text.encode("utf-8"))
         except UnicodeEncodeError as error:
             raise PayloadError(
-                f"cannot store {what}: its text holds a lone surrogate "
+                f"cannot store {_text(what)}: its text holds a lone surrogate "
                 f"(U+{ord(text[error.start]):04X}), half of a UTF-16 pair, which is not valid "
                 f"Unicode and cannot be stored as UTF-8; clean the text first, for example "
                 f"with text.encode('utf-8', 'replace').decode('utf-8')"
             ) from None
         if size > self._max_payload_bytes:
             raise PayloadTooLargeError(
-                f"{what} is {size:,} bytes encoded, over the limit of "
+                f"{_text(what)} is {size:,} bytes encoded, over the limit of "
                 f"{self._max_payload_bytes:,}: store large data elsewhere (a file, object "
                 f"storage) and pass a reference, or raise Durably(max_payload_bytes=...)"
             )
         if (self._verify if verify is None else verify) and not _is_plain(value):
-            self._check_round_trip(value, hint, text, what)
+            self._check_round_trip(value, hint, text, _text(what))
         return text
 
     def decode(self, data: str | None, serializer_name: str, hint: object, *, what: str) -> object:
@@ -219,30 +228,36 @@ class PayloadCodec:
         )
 
 
+def _text(what: str | Callable[[], str]) -> str:
+    return what if isinstance(what, str) else what()
+
+
 def return_hint(fn: Callable[..., object]) -> object:
     """The resolved return annotation of ``fn``, or ``Any`` when there is none."""
-    return _hints(fn).get("return", Any)
+    return _shared_hints(fn).get("return", Any)
 
 
 def parameter_hints(fn: Callable[..., object]) -> dict[str, object]:
     """The resolved parameter annotations of ``fn`` (missing ones are absent)."""
-    hints = dict(_hints(fn))
+    hints = dict(_shared_hints(fn))
     hints.pop("return", None)
     return hints
 
 
-def _hints(fn: Callable[..., object]) -> dict[str, object]:
+def _shared_hints(fn: Callable[..., object]) -> dict[str, object]:
+    """``fn``'s resolved annotations, shared with the cache: callers only read them."""
     target: object = fn
-    while isinstance(target, functools.partial):
-        target = target.func
-    if not (isinstance(target, types.FunctionType | types.MethodType | type)):
-        target = getattr(target, "__call__", target)  # noqa: B004 - callable objects
-    if isinstance(target, types.MethodType):
-        target = target.__func__  # bound methods are new objects at every access
+    if type(target) is not types.FunctionType:  # the common case needs no unwrapping
+        while isinstance(target, functools.partial):
+            target = target.func
+        if not (isinstance(target, types.FunctionType | types.MethodType | type)):
+            target = getattr(target, "__call__", target)  # noqa: B004 - callable objects
+        if isinstance(target, types.MethodType):
+            target = target.__func__  # bound methods are new objects at every access
     try:
-        return dict(_resolved_hints(target))
+        return _resolved_hints(target)
     except TypeError:  # an unhashable callable: resolve without the cache
-        return dict(_resolve_hints(target))
+        return _resolve_hints(target)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -342,12 +342,14 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
         policy = retry or NO_RETRY
         previous = self._history.attempts.get(seq, [])
         attempt = previous[-1].attempt + 1 if previous else 1
-        first_started = previous[0].started_at if previous else env.clock.now()
+        first_started = previous[0].started_at if previous else None
         if previous and previous[-1].next_attempt_at is not None:
             await self._wait_until(previous[-1].next_attempt_at, f"retry of {name!r}")
         while True:
             self._raise_if_interrupted()
             started = env.clock.now()
+            if first_started is None:
+                first_started = started
             if env.observers and kind is OperationKind.STEP:
                 env.observers.emit("on_step_start", self.workflow_id, name, seq)
             observed = env.observers.step_attempt_started(
@@ -389,7 +391,7 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
                 env.observers.step_attempt_ended(observed, _INTERRUPTED, env.clock.now(), error)
                 raise
             try:
-                encoded = env.codec.encode(value, hint, what=self._describe(seq, name))
+                encoded = env.codec.encode(value, hint, what=lambda: self._describe(seq, name))
             except PayloadError as error:
                 env.observers.step_attempt_ended(observed, _FAILED, env.clock.now(), error)
                 await self._record_failure(seq, kind, name, error, attempt, first_started)

@@ -113,7 +113,10 @@ class ContextCore:
         if self._env.hooks is not None:
             self._env.hooks.operation_called(self)
         seq = next_operation_seq(self._history, self._next_seq) if marker is None else marker
-        self.visited.update(range(self._next_seq, seq + 1))
+        if seq == self._next_seq:  # no patch marker passed over (the common case)
+            self.visited.add(seq)
+        else:
+            self.visited.update(range(self._next_seq, seq + 1))
         self._next_seq = seq + 1
         return seq
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import types
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -71,6 +72,17 @@ def step_function(definition: StepDefinition) -> Callable[..., Any]:
     return call
 
 
+#: Result types that cannot be awaited: no need to ask (``isawaitable`` is slow for them).
+_NEVER_AWAITABLE = frozenset({type(None), bool, int, float, str, bytes, dict, list, tuple})
+
+
+def is_async_function(fn: Callable[..., Any]) -> bool:
+    """``inspect.iscoroutinefunction(fn)``, answered at once for a plain ``async def``."""
+    if type(fn) is types.FunctionType and fn.__code__.co_flags & inspect.CO_COROUTINE:
+        return True
+    return inspect.iscoroutinefunction(fn)
+
+
 async def call_step_function(
     fn: Callable[..., Any],
     args: tuple[Any, ...],
@@ -85,7 +97,7 @@ async def call_step_function(
     step_token = _current_step.set(info)
     context_token = current_workflow_context.set(None)
     try:
-        if inspect.iscoroutinefunction(fn):
+        if is_async_function(fn):
             call: Awaitable[Any] = fn(*args, **kwargs)
         else:
             call = asyncio.to_thread(fn, *args, **kwargs)
@@ -93,7 +105,7 @@ async def call_step_function(
             result = await call
         else:
             result = await _with_timeout(call, timeout, info, clock)
-        if inspect.isawaitable(result):
+        if type(result) not in _NEVER_AWAITABLE and inspect.isawaitable(result):
             result = await result
         return result
     finally:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
+from typing import Any
 
 import pytest
 
@@ -126,6 +129,54 @@ async def test_def_step_inside_async_workflow_via_ctx_step(app: Durably) -> None
         return await ctx.step("shout", shout, text)
 
     assert await app.run(shouter, "hi") == "HI"
+
+
+async def test_steps_of_every_callable_shape_run_on_the_loop_or_in_a_thread(app: Durably) -> None:
+    """Each kind of step function is told apart the same way ``inspect`` does (async
+    ones are awaited on the loop, the rest run in a thread), and an awaitable returned
+    by a plain function is awaited, while a result that merely looks like data is not."""
+    loop_thread = threading.get_ident()
+    ran_in: dict[str, bool] = {}
+
+    async def async_fn(label: str) -> str:
+        ran_in[label] = threading.get_ident() == loop_thread
+        return label
+
+    def def_fn(label: str) -> str:
+        ran_in[label] = threading.get_ident() == loop_thread
+        return label
+
+    class AsyncCallable:
+        async def __call__(self, label: str) -> str:
+            return await async_fn(label)
+
+        async def method(self, label: str) -> str:
+            return await async_fn(label)
+
+    def returns_a_coroutine(label: str) -> Any:
+        return async_fn(label)
+
+    def returns_a_decimal() -> Decimal:
+        return Decimal("1.5")
+
+    @app.workflow()
+    async def shapes(ctx: Context) -> list[str]:
+        return [
+            await ctx.step("async", async_fn, "async"),
+            await ctx.step("def", def_fn, "def"),
+            await ctx.step("partial", functools.partial(async_fn, "partial")),
+            await ctx.step("method", AsyncCallable().method, "method"),
+            await ctx.step("callable", AsyncCallable(), "callable"),
+            await ctx.step("lambda", lambda: async_fn("lambda")),
+            await ctx.step("coroutine", returns_a_coroutine, "coroutine"),
+            repr(await ctx.step("decimal", returns_a_decimal)),
+        ]
+
+    labels = ["async", "def", "partial", "method", "callable", "lambda", "coroutine"]
+    assert await app.run(shapes) == [*labels, "Decimal('1.5')"]
+    on_loop = {"async": True, "def": False, "partial": True, "method": True, "callable": True}
+    # A def returning a coroutine runs in a thread; the coroutine runs on the loop.
+    assert ran_in == {**on_loop, "lambda": True, "coroutine": True}
 
 
 async def test_decorated_steps_are_recorded_with_their_names(

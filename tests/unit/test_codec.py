@@ -186,6 +186,33 @@ def test_payload_over_the_limit_is_refused() -> None:
         small.encode("é" * 600, str, what="the payload")
 
 
+def test_the_limit_counts_utf8_bytes_for_ascii_and_other_text_alike() -> None:
+    """The limit is on the encoded UTF-8 size: 1,000 bytes pass and 1,001 do not,
+    whether the text is ASCII (its own UTF-8) or two bytes a character."""
+    limited = PayloadCodec(max_payload_bytes=1_000)
+    assert len(limited.encode("x" * 998, str, what="ascii")) == 1_000  # with its quotes
+    assert limited.encode("é" * 499, str, what="two-byte") == '"' + "é" * 499 + '"'
+    for over in ("x" * 999, "é" * 499 + "x"):
+        with pytest.raises(PayloadTooLargeError, match="1,001 bytes encoded"):
+            limited.encode(over, str, what="the payload")
+
+
+def test_a_lone_surrogate_is_refused_and_the_description_is_made_only_for_errors() -> None:
+    """Text that is not valid Unicode cannot be stored; the description of what is
+    stored may be a function, called only to word an error."""
+    described: list[str] = []
+
+    def what() -> str:
+        described.append("asked")
+        return "the result of step 'x'"
+
+    assert codec.encode("fine", str, what=what) == '"fine"'
+    assert described == []
+    with pytest.raises(PayloadError, match=r"cannot store the result of step 'x'.*U\+D800"):
+        codec.encode("half \ud800 pair", str, what=what)
+    assert described == ["asked"]
+
+
 def test_corrupt_or_mismatched_payloads_raise_payload_error() -> None:
     """Bad stored text or a value that does not fit the hint is a PayloadError."""
     with pytest.raises(PayloadError, match="corrupt"):

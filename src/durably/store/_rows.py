@@ -64,9 +64,10 @@ def operation_params(fence: Fence, operation: OperationRecord) -> Params:
     return {
         **fence_params(fence),
         "seq": operation.seq,
-        "kind": operation.kind.value,
+        # ``_value_``: the hot path; ``.value`` is a descriptor, several times slower.
+        "kind": operation.kind._value_,
         "name": operation.name,
-        "status": operation.status.value,
+        "status": operation.status._value_,
         "result": operation.result,
         "error": operation.error,
         "serializer": operation.serializer,

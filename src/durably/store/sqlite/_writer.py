@@ -293,7 +293,10 @@ class SqliteWriter:
             self._busy_timeout_ms = milliseconds
 
     def _count(self, outcomes: list[_Outcome]) -> None:
-        succeeded = sum(outcome.error is None for outcome in outcomes)
+        succeeded = 0
+        for outcome in outcomes:
+            if outcome.error is None:
+                succeeded += 1
         if succeeded:  # a lone failed write was rolled back: nothing was committed
             self.committed_transactions += 1
             self.committed_writes += succeeded
