@@ -99,7 +99,7 @@ def sqlite_checkpoint_rate(
     from pathlib import Path
 
     from durably.store.sqlite._connect import connect_and_migrate
-    from durably.store.sqlite.store import Q
+    from durably.store.sqlite.store import _RECORD_OPERATION
 
     # The connection the store's writer opens: same schema, same pragmas.
     connection = connect_and_migrate(Path(path), synchronous)
@@ -109,25 +109,14 @@ def sqlite_checkpoint_rate(
             " owner, fence, created_at, updated_at) VALUES"
             " ('workflow-1', 'bench', 'RUNNING', '', 'json', 'bench', 1, 0, 0)"
         )
-        step = {
-            "workflow_id": "workflow-1",
-            "owner": "bench",
-            "fence": 1,
-            "kind": "STEP",
-            "name": "step",
-            "status": "COMPLETED",
-            "result": "1",
-            "error": None,
-            "serializer": "json",
-            "attempts": 1,
-            "wake_at": None,
-        }
         seq = 0
 
         def commit_one() -> None:
             nonlocal seq
-            params = {**step, "seq": seq, "started_at": seq, "finished_at": seq + 1}
-            if connection.execute(Q["record_operation"], params).rowcount != 1:
+            # Bound by position, as the store binds it (see durably.store._rows).
+            values = ("workflow-1", "bench", 1, seq, "STEP", "step", "COMPLETED", "1")
+            values += (None, "json", 1, seq, seq + 1, None)
+            if connection.execute(_RECORD_OPERATION, values).rowcount != 1:
                 raise AssertionError("the fenced upsert wrote nothing")
             seq += 1
 

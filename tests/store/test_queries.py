@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from durably.store._queries import QueryFileError, load_queries
+from durably.models import Fence, OperationKind, OperationRecord, OperationStatus
+from durably.store import _rows
+from durably.store._queries import QueryFileError, load_queries, numbered
 from durably.store.sqlite._migrate import migrate
-from durably.store.sqlite.store import Q
+from durably.store.sqlite.store import _RECORD_OPERATION, Q
 
 
 def write_package(root: Path, name: str, text: str) -> str:
@@ -73,3 +75,56 @@ def test_sqlite_queries_bind_values_and_never_format_them() -> None:
     """No statement carries Python formatting placeholders."""
     for name, sql in Q.items():
         assert not re.search(r"\{\w*\}|%s|%\(", sql), name
+
+
+def test_named_parameters_are_numbered_in_the_order_given() -> None:
+    """Each ``:name`` becomes ``?N`` for its position in the names (a name used twice
+    gets one number), ``::`` casts and words with colons inside are left alone, and a
+    name that is not given is refused."""
+    statement = "SELECT :b, :a WHERE x = :b AND y = CAST(z AS TEXT)::text AND w = 'a:b'"
+    assert numbered(statement, ("a", "b")) == (
+        "SELECT ?2, ?1 WHERE x = ?2 AND y = CAST(z AS TEXT)::text AND w = 'a:b'"
+    )
+    with pytest.raises(QueryFileError, match=r":c is not one of a, b"):
+        numbered("SELECT :a, :c", ("a", "b"))
+
+
+def test_the_numbered_checkpoint_binds_the_same_row_as_the_named_one(tmp_path: Path) -> None:
+    """The SQLite store's checkpoint, numbered from the named statement, writes what
+    the named statement writes with the same values by name."""
+    connection = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+    connection.row_factory = sqlite3.Row
+    migrate(connection)
+    connection.execute(
+        "INSERT INTO workflows (workflow_id, workflow_name, status, version, serializer,"
+        " owner, fence, created_at, updated_at)"
+        " VALUES ('wf', 'w', 'RUNNING', '', 'json', 'me', 3, 0, 0)"
+    )
+    fence = Fence(workflow_id="wf", owner="me", fence=3)
+    rows = []
+    for seq, statement in enumerate((Q["record_operation"], _RECORD_OPERATION)):
+        operation = OperationRecord(
+            workflow_id="wf",
+            seq=seq,
+            kind=OperationKind.STEP,
+            name="step",
+            status=OperationStatus.COMPLETED,
+            result='{"a": 1}',
+            serializer="json",
+            attempts=2,
+            started_at=10,
+            finished_at=20,
+            wake_at=30,
+        )
+        values: object = (
+            _rows.operation_params(fence, operation)
+            if statement is Q["record_operation"]
+            else _rows.operation_values(fence, operation)
+        )
+        assert connection.execute(statement, values).rowcount == 1  # type: ignore[arg-type]
+        row = connection.execute("SELECT * FROM operations WHERE seq = ?", (seq,)).fetchone()
+        rows.append({**dict(row), "seq": None})
+    assert rows[0] == rows[1]
+    assert rows[1]["attempts"] == 2 and rows[1]["wake_at"] == 30
+    stale = _rows.operation_values(Fence(workflow_id="wf", owner="me", fence=2), operation)
+    assert connection.execute(_RECORD_OPERATION, stale).rowcount == 0

@@ -15,9 +15,11 @@ always bound as parameters, never formatted into the text.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from importlib import resources
 
 _HEADER = re.compile(r"^-- name: *(\w+) *$", re.MULTILINE)
+_NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
 
 
 class QueryFileError(ValueError):
@@ -47,3 +49,21 @@ def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:
             raise QueryFileError(f"query {name!r} is defined twice in {where}")
         queries[name] = statement.removesuffix(";").rstrip()
     return queries
+
+
+def numbered(statement: str, names: Sequence[str]) -> str:
+    """``statement`` with its ``:name`` parameters turned into ``?N``, N the position
+    of the name in ``names`` (counting from 1), so that it binds a tuple in that order:
+    SQLite binds a tuple faster than it looks each name up in a mapping.
+
+    Raises:
+        QueryFileError: the statement uses a name that ``names`` lacks.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in names:
+            raise QueryFileError(f"parameter :{name} is not one of {', '.join(names)}")
+        return f"?{names.index(name) + 1}"
+
+    return _NAMED_PARAMETER.sub(replace, statement)

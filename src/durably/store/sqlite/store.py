@@ -34,7 +34,7 @@ from durably.models import (
     allowed_sources,
 )
 from durably.store import _rows
-from durably.store._queries import load_queries
+from durably.store._queries import load_queries, numbered
 from durably.store._rules import (
     cancel_action,
     lease_lost,
@@ -55,6 +55,8 @@ from durably.store.sqlite._writer import SqliteWriter
 
 T = TypeVar("T")
 Q = load_queries("durably.store.sqlite")
+#: The checkpoint, bound by position (the hot path).
+_RECORD_OPERATION = numbered(Q["record_operation"], _rows.OPERATION_PARAMS)
 
 
 def _json_list(values: Collection[str]) -> str:
@@ -419,10 +421,10 @@ class SqliteStore:
         """Insert or replace the operation at its seq, fenced: one statement, with no
         read first and no write to the workflow's row (reads derive ``updated_at``)."""
         require_same_workflow(fence, operation.workflow_id)
-        params = _rows.operation_params(fence, operation)
+        values = _rows.operation_values(fence, operation)
 
         def work(connection: sqlite3.Connection) -> None:
-            _record(connection, fence, params)
+            _record(connection, fence, values)
 
         await self.writer.submit(work, one_statement=True)
 
@@ -591,7 +593,7 @@ class SqliteStore:
                 result=signal.payload,
                 serializer=signal.serializer,
             )
-            _record(connection, fence, _rows.operation_params(fence, recorded))
+            _record(connection, fence, _rows.operation_values(fence, recorded))
             return signal
 
         return await self._write(work)
@@ -615,7 +617,8 @@ def _refusal(
     return transition_refused(fence, WorkflowStatus(row["status"]), wanted)
 
 
-def _record(connection: sqlite3.Connection, fence: Fence, params: _rows.Params) -> None:
-    """The fenced upsert of an operation: one statement, refused when the fence is stale."""
-    if connection.execute(Q["record_operation"], params).rowcount == 0:
+def _record(connection: sqlite3.Connection, fence: Fence, values: tuple[Any, ...]) -> None:
+    """The fenced upsert of an operation (``values`` from :func:`_rows.operation_values`):
+    one statement, refused when the fence is stale."""
+    if connection.execute(_RECORD_OPERATION, values).rowcount == 0:
         raise lease_lost(fence)
