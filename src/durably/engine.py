@@ -15,7 +15,6 @@ This module wires them together (the constructor) and starts workflows.
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -32,7 +31,7 @@ from durably.environment import RunEnvironment, to_micros
 from durably.error_records import default_error_formatter
 from durably.errors import ConfigurationError
 from durably.handles import WorkflowHandle
-from durably.identifiers import validate_identifier
+from durably.identifiers import time_ordered_id, validate_identifier
 from durably.notifier import Notifier
 from durably.observers import Observer, ObserverSet
 from durably.queues import Queue, check_priority, queue_name
@@ -80,7 +79,8 @@ class Durably(AppDeclarations, AppLifecycle, AppActions, AppReads):
         max_concurrent_workflows: The most claimed workflows this process runs at
             once; with several worker processes, each takes only its share.
         compensation_retry: Retry policy of compensations registered without one.
-        id_generator: Makes workflow ids when a start gives none (default: UUID4).
+        id_generator: Makes workflow ids when a start gives none (default: a
+            time-ordered UUID, version 7, see :func:`durably.identifiers.time_ordered_id`).
         worker: Run workflows in this process (default). ``False`` makes a client that
             only starts, signals, cancels and queries: its starts stay ``PENDING`` until
             a worker claims them.
@@ -175,7 +175,7 @@ class Durably(AppDeclarations, AppLifecycle, AppActions, AppReads):
         self._retry_tasks = set()
         self._relaunch = {}
         self._is_worker = worker
-        self._new_id = id_generator or (lambda: str(uuid.uuid4()))
+        self._new_id = id_generator or time_ordered_id
         self._is_open = False
         self._is_closing = False
         self._feed = None

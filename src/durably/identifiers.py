@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from time import time_ns
+
 MAX_IDENTIFIER_LENGTH = 256
+
+
+def time_ordered_id() -> str:
+    """A new random UUID whose first 48 bits are the wall-clock time in milliseconds
+    (UUID version 7, RFC 9562): workflow ids made close in time are close in the
+    stores' indexes, so that workflows started together write to a few index pages,
+    not to pages all over the index (with UUID4 ids, 100 concurrent workflows ran
+    about a quarter slower on SQLite). 74 random bits keep ids unguessable and unique.
+    """
+    milliseconds = time_ns() // 1_000_000
+    value = (milliseconds & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10))
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # the RFC 4122 variant
+    return str(uuid.UUID(int=value))
 
 
 def _shown(value: str) -> str:
