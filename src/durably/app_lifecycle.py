@@ -94,7 +94,10 @@ class AppLifecycle(AppRuns):
             try:
                 await task
             except BaseException:
-                logger.exception("workflow run failed while closing")
+                # A run the interrupt cancelled outright (one that had ended and was
+                # telling its parent) stopped as asked: its parent looks again later.
+                if not task.cancelled():
+                    logger.exception("workflow run failed while closing")
         try:
             await self._store.release_workflows(owner=self.executor_id)
             await self._store.remove_executor(executor_id=self.executor_id, expire_leases=False)

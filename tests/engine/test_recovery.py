@@ -341,3 +341,43 @@ async def test_taking_over_an_unfinished_run_is_logged(
         async with second_app:
             assert await second_app.handle(handle.workflow_id).result() == "abc"
     assert "recovering 1 workflow(s) whose previous run did not finish: taken-over" in caplog.text
+
+
+class ListingSignalsBlocks(MemoryStore):
+    """Holds ``list_signals`` (what a workflow's end reads to find its parent) until
+    ``release`` is set, once ``reached`` says it was called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def list_signals(self, workflow_id: str) -> Any:
+        self.reached.set()
+        await self.release.wait()
+        return await super().list_signals(workflow_id)
+
+
+async def test_closing_while_an_ended_run_tells_its_parent_logs_no_error(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A claimed workflow (it may be a child) that ended and is still looking for a
+    parent to tell when the app closes is stopped quietly: its end is recorded, and
+    nothing is logged as failed."""
+    store = ListingSignalsBlocks()
+    client = Durably(store, clock=clock, worker=False)
+    worker = Durably(store, clock=clock)
+    for app in (client, worker):
+
+        @app.workflow(name="answer")
+        async def answer(ctx: Context) -> int:
+            return 42
+
+    async with client:
+        handle = await client.start("answer", workflow_id="ended")
+    with caplog.at_level(logging.ERROR, logger="durably"):
+        async with worker:
+            await store.reached.wait()  # recorded COMPLETED; now looking for a parent
+            stored = await store.get_workflow(handle.workflow_id)
+            assert stored is not None and stored.status is WorkflowStatus.COMPLETED
+    assert [record for record in caplog.records if record.levelno >= logging.ERROR] == []

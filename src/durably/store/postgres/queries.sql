@@ -67,14 +67,6 @@ SELECT * FROM workflows WHERE workflow_id = %(workflow_id)s;
 -- One workflow by id, locked until the end of the transaction.
 SELECT * FROM workflows WHERE workflow_id = %(workflow_id)s FOR UPDATE;
 
--- name: lock_workflow_for_signal
--- One workflow by id, locked until the end of the transaction: it cannot change status
--- while a signal is appended, and appends to one workflow queue here, before touching
--- the signals (FOR SHARE let two appends of one dedup key deadlock: each waited for the
--- other's insert, then its own wake-up UPDATE, for the other's share lock). NO KEY
--- UPDATE, the lock that UPDATE itself takes, still lets rows referencing it be inserted.
-SELECT * FROM workflows WHERE workflow_id = %(workflow_id)s FOR NO KEY UPDATE;
-
 -- name: list_workflows_oldest_first
 -- Workflows passing every filter (a NULL filter passes all), by (created_at, workflow_id).
 SELECT * FROM workflows
@@ -279,9 +271,15 @@ SELECT executor_id, hostname, pid, heartbeat_at FROM executors ORDER BY executor
 -- Forget an executor.
 DELETE FROM executors WHERE executor_id = %(executor_id)s;
 
--- name: load_operations
--- Every recorded operation of a workflow.
-SELECT * FROM operations WHERE workflow_id = %(workflow_id)s ORDER BY seq;
+-- name: load_history
+-- Every recorded operation (by seq) and failed attempt (by seq, attempt) of a
+-- workflow, each a JSON array of rows: one statement, so one snapshot and one round
+-- trip (a transaction of two reads took five).
+SELECT
+    (SELECT coalesce(json_agg(o ORDER BY o.seq), '[]') FROM operations o
+     WHERE o.workflow_id = %(workflow_id)s) AS operations,
+    (SELECT coalesce(json_agg(a ORDER BY a.seq, a.attempt), '[]') FROM attempts a
+     WHERE a.workflow_id = %(workflow_id)s) AS attempts;
 
 -- name: list_operations
 -- A workflow's operations of some kinds (and one name, unless NULL) after a seq, by seq:
@@ -292,10 +290,6 @@ WHERE workflow_id = %(workflow_id)s
   AND kind = ANY (%(kinds)s::text[])
   AND (%(name)s::text IS NULL OR name = %(name)s::text)
 ORDER BY seq;
-
--- name: load_attempts
--- Every failed attempt of a workflow.
-SELECT * FROM attempts WHERE workflow_id = %(workflow_id)s ORDER BY seq, attempt;
 
 -- name: record_operation
 -- The hot path, one statement: move updated_at forward while the fence owns the
@@ -386,11 +380,6 @@ ON CONFLICT (workflow_id, seq, attempt) DO UPDATE SET
     error = excluded.error, started_at = excluded.started_at,
     finished_at = excluded.finished_at, next_attempt_at = excluded.next_attempt_at
 RETURNING seq;
-
--- name: is_owned
--- Whether the fence still owns the workflow (asked only when a write found nothing to do).
-SELECT 1 FROM workflows
-WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s;
 
 -- name: set_workflow_status
 -- Compare-and-set: change the status only from an allowed source, while fenced; a
@@ -508,35 +497,77 @@ SELECT woken.*, pg_notify(%(channel)s, 'work') AS notified FROM woken;
 -- The signal already sent to a workflow with this dedup key.
 SELECT * FROM signals WHERE workflow_id = %(workflow_id)s AND dedup_key = %(dedup_key)s;
 
--- name: insert_signal
--- Append a signal to a workflow's inbox (nothing when its dedup key was used already).
-INSERT INTO signals (workflow_id, name, payload, serializer, dedup_key, created_at)
-VALUES (%(workflow_id)s, %(name)s, %(payload)s, %(serializer)s, %(dedup_key)s, %(now)s)
-ON CONFLICT (workflow_id, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
-RETURNING *;
-
--- name: wake_suspended
--- A signal arrived: a suspended workflow is due now (an earlier timer is kept); tell
--- the workers, and whoever watches the workflow.
-WITH woken AS (
+-- name: append_signal
+-- Append a signal to a workflow's inbox in one statement: lock the workflow first (its
+-- status cannot change meanwhile, and appends to one workflow queue here before
+-- touching the signals: FOR SHARE let two appends of one dedup key deadlock, each
+-- waiting for the other's insert, then its own wake-up UPDATE, for the other's share
+-- lock; NO KEY UPDATE, the lock UPDATE itself takes, still lets rows referencing the
+-- workflow be inserted), insert unless the workflow has ended or the dedup key was
+-- used already, and make a suspended workflow due now (an earlier timer is kept),
+-- telling the workers and whoever watches it. One row unless the workflow does not
+-- exist: its status, and the appended signal's columns (NULL when nothing was appended).
+WITH target AS (
+    SELECT workflow_id, status FROM workflows WHERE workflow_id = %(workflow_id)s
+    FOR NO KEY UPDATE),
+appended AS (
+    INSERT INTO signals (workflow_id, name, payload, serializer, dedup_key, created_at)
+    SELECT workflow_id, %(name)s, %(payload)s, %(serializer)s, %(dedup_key)s, %(now)s
+    FROM target WHERE status <> ALL (%(terminal)s)
+    ON CONFLICT (workflow_id, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+    RETURNING *),
+woken AS (
     UPDATE workflows SET wake_at = LEAST(COALESCE(wake_at, %(now)s), %(now)s)
-    WHERE workflow_id = %(workflow_id)s AND status = 'SUSPENDED'
+    WHERE workflow_id = (SELECT workflow_id FROM appended) AND status = 'SUSPENDED'
     RETURNING workflow_id)
-SELECT pg_notify(%(channel)s, 'signal:' || %(workflow_id)s) AS notified;
+SELECT target.status AS workflow_status, appended.*,
+    (SELECT pg_notify(%(channel)s, 'signal:' || workflow_id) FROM appended) AS notified
+FROM target LEFT JOIN appended ON true;
 
 -- name: consume_signal
--- Mark the oldest unconsumed signal of a name as consumed at %(seq)s, while fenced.
-UPDATE signals SET consumed_seq = %(seq)s, consumed_at = %(consumed_at)s
-WHERE signal_id = (
-        SELECT signal_id FROM signals
-        WHERE workflow_id = %(workflow_id)s AND name = %(name)s AND consumed_seq IS NULL
-        ORDER BY signal_id
-        LIMIT 1
-        FOR UPDATE)
-  AND EXISTS (
-        SELECT 1 FROM workflows
-        WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s)
-RETURNING *;
+-- Consume the oldest unconsumed signal of a name and record the wait's operation
+-- with its payload, while fenced, in one statement (both commit or neither): the
+-- fenced workflow's row is locked first (a takeover committed meanwhile is seen, and
+-- refuses it), the signal marked consumed at %(seq)s, the operation inserted or
+-- replaced, and updated_at moved forward as record_operation does; nothing is written
+-- when there is no signal. One row: owned (false: the fence is stale) and the consumed
+-- signal's columns (NULL when there was none).
+WITH owned AS (
+    SELECT workflow_id FROM workflows
+    WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s
+    FOR NO KEY UPDATE),
+consumed AS (
+    UPDATE signals SET consumed_seq = %(seq)s, consumed_at = %(consumed_at)s
+    WHERE signal_id = (
+            SELECT signal_id FROM signals
+            WHERE workflow_id = %(workflow_id)s AND name = %(name)s AND consumed_seq IS NULL
+            ORDER BY signal_id
+            LIMIT 1
+            FOR UPDATE)
+      AND EXISTS (SELECT 1 FROM owned)
+    RETURNING *),
+touched AS (
+    UPDATE workflows SET updated_at = GREATEST(updated_at, %(moment)s)
+    WHERE workflow_id = (SELECT workflow_id FROM consumed)
+    RETURNING workflow_id),
+written AS (
+    INSERT INTO operations (
+        workflow_id, seq, kind, name, status, result, error, serializer, attempts,
+        started_at, finished_at, wake_at)
+    SELECT
+        consumed.workflow_id, %(seq)s, %(kind)s, %(name)s, 'COMPLETED', consumed.payload,
+        NULL, consumed.serializer, %(attempts)s, %(started_at)s, %(finished_at)s, %(wake_at)s
+    FROM consumed
+    ON CONFLICT (workflow_id, seq) DO UPDATE SET
+        kind = excluded.kind, name = excluded.name, status = excluded.status,
+        result = excluded.result, error = excluded.error, serializer = excluded.serializer,
+        attempts = excluded.attempts, started_at = excluded.started_at,
+        finished_at = excluded.finished_at, wake_at = excluded.wake_at
+    RETURNING workflow_id)
+SELECT EXISTS (SELECT 1 FROM owned) AS owned, consumed.*,
+    CASE WHEN %(announce)s::boolean AND EXISTS (SELECT 1 FROM written)
+         THEN pg_notify(%(channel)s, 'progress:' || %(workflow_id)s) END AS notified
+FROM (SELECT 1) AS one LEFT JOIN consumed ON true;
 
 -- name: list_signals
 -- A workflow's inbox, consumed or not, oldest first.

@@ -11,7 +11,6 @@ Changes other processes care about are announced with NOTIFY (see :meth:`changes
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
@@ -25,12 +24,12 @@ from psycopg_pool import AsyncConnectionPool
 from durably.errors import ConfigurationError, LeaseLostError, StoreError
 from durably.models import (
     PUBLISHED_KINDS,
+    TERMINAL_STATUSES,
     AttemptRecord,
     Fence,
     History,
     OperationKind,
     OperationRecord,
-    OperationStatus,
     QueueLimits,
     SignalRecord,
     WorkflowRecord,
@@ -443,24 +442,18 @@ class PostgresStore:
 
     async def load_history(self, workflow_id: str) -> History:
         """Every recorded operation and failed attempt, read in one snapshot."""
-        params = {"workflow_id": workflow_id}
-
-        async def work(connection: Connection) -> History:
-            async with connection.transaction():
-                await connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                operations = await (
-                    await connection.execute(Q["load_operations"], params)
-                ).fetchall()
-                attempts = await (await connection.execute(Q["load_attempts"], params)).fetchall()
-            by_seq: dict[int, list[AttemptRecord]] = {}
-            for row in attempts:
-                by_seq.setdefault(row["seq"], []).append(_rows.attempt_from_row(row))
-            return History(
-                operations={row["seq"]: _rows.operation_from_row(row) for row in operations},
-                attempts=by_seq,
-            )
-
-        return await self._run(work)
+        row = await self._one("load_history", {"workflow_id": workflow_id})
+        assert row is not None  # an aggregate: always one row
+        by_seq: dict[int, list[AttemptRecord]] = {}
+        for attempt in row["attempts"]:
+            by_seq.setdefault(attempt["seq"], []).append(_rows.attempt_from_row(attempt))
+        return History(
+            operations={
+                operation["seq"]: _rows.operation_from_row(operation)
+                for operation in row["operations"]
+            },
+            attempts=by_seq,
+        )
 
     async def list_operations(
         self,
@@ -631,33 +624,26 @@ class PostgresStore:
             "dedup_key": dedup_key,
             "now": now,
             "channel": self._channel,
+            "terminal": _TERMINAL,
         }
 
         async def work(connection: Connection) -> tuple[SignalRecord, bool]:
-            async with connection.transaction():
-                # Locked first (see the query): appends to one workflow queue, never deadlock.
-                lock = Q["lock_workflow_for_signal"]
-                row = await (await connection.execute(lock, params)).fetchone()
-                if row is None:
-                    raise workflow_not_found(workflow_id)
-                if dedup_key is not None:
-                    existing = await (
-                        await connection.execute(Q["find_signal_by_dedup_key"], params)
-                    ).fetchone()
-                    if existing is not None:
-                        return _rows.signal_from_row(existing), False
-                status = WorkflowStatus(row["status"])
-                if status.is_terminal:
-                    raise workflow_finished(workflow_id, status, f"send it signal {name!r}")
-                inserted = await (await connection.execute(Q["insert_signal"], params)).fetchone()
-                if inserted is None:  # the same dedup key, appended concurrently
-                    existing = await (
-                        await connection.execute(Q["find_signal_by_dedup_key"], params)
-                    ).fetchone()
-                    assert existing is not None
+            row = await (await connection.execute(Q["append_signal"], params)).fetchone()
+            if row is None:
+                raise workflow_not_found(workflow_id)
+            if row["signal_id"] is not None:
+                return _rows.signal_from_row(row), True
+            if dedup_key is not None:
+                # A key used already is a quiet duplicate, even once the workflow ended
+                # (ON CONFLICT waited for a conflicting append to commit: it is visible).
+                existing = await (
+                    await connection.execute(Q["find_signal_by_dedup_key"], params)
+                ).fetchone()
+                if existing is not None:
                     return _rows.signal_from_row(existing), False
-                await connection.execute(Q["wake_suspended"], params)
-                return _rows.signal_from_row(inserted), True
+            status = WorkflowStatus(row["workflow_status"])
+            assert status.is_terminal  # a live workflow refuses only a key used already
+            raise workflow_finished(workflow_id, status, f"send it signal {name!r}")
 
         # Without a dedup key a retried append could deliver the signal twice.
         return await self._run(work, retry=dedup_key is not None)
@@ -667,38 +653,24 @@ class PostgresStore:
         the operation with its payload, fenced, in one transaction; None (and no
         write) when there is none."""
         require_same_workflow(fence, operation.workflow_id)
-        params = _rows.consume_params(fence, operation)
-
-        async def work(connection: Connection) -> SignalRecord | None:
-            async with connection.transaction():
-                row = await (await connection.execute(Q["consume_signal"], params)).fetchone()
-                if row is None:
-                    owned = await (await connection.execute(Q["is_owned"], params)).fetchone()
-                    if owned is None:
-                        raise lease_lost(fence)
-                    return None
-                signal = _rows.signal_from_row(row)
-                recorded = dataclasses.replace(
-                    operation,
-                    status=OperationStatus.COMPLETED,
-                    result=signal.payload,
-                    serializer=signal.serializer,
-                )
-                written = await (
-                    await connection.execute(
-                        Q["record_operation"], _operation_params(fence, recorded, self._channel)
-                    )
-                ).fetchone()
-                if written is None:
-                    raise lease_lost(fence)
-                return signal
-
-        return await self._run(work)
+        params = {
+            **_operation_params(fence, operation, self._channel),
+            **_rows.consume_params(fence, operation),
+        }
+        row = await self._one("consume_signal", params)
+        assert row is not None  # always one row
+        if not row["owned"]:
+            raise lease_lost(fence)
+        return None if row["signal_id"] is None else _rows.signal_from_row(row)
 
     async def list_signals(self, workflow_id: str) -> list[SignalRecord]:
         """The inbox, consumed or not, oldest first."""
         rows = await self._all("list_signals", {"workflow_id": workflow_id})
         return [_rows.signal_from_row(row) for row in rows]
+
+
+#: The statuses a signal is refused in, as the append statement takes them.
+_TERMINAL = sorted(status.value for status in TERMINAL_STATUSES)
 
 
 def _as_arrays(batch: list[dict[str, Any]], channel: str) -> dict[str, Any]:
