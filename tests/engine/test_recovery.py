@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from durably import Context, Durably, MemoryStore, Observer, WorkflowStatus
+from durably import Context, Durably, MemoryStore, Observer, WorkflowHandle, WorkflowStatus
 from durably.models import WorkflowRecord
 from durably.testing import FakeClock
 
@@ -298,14 +298,12 @@ class ClaimsFailingOnce(MemoryStore):
         return await super().claim_due_workflows(**kwargs)
 
 
-async def test_an_unexpected_error_in_the_claim_loop_is_logged_and_claiming_goes_on(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The claim loop reports an unexpected error with its traceback and claims at the
-    next poll: a worker never looks alive while claiming nothing."""
-    store = ClaimsFailingOnce()
+async def queued_answer(
+    store: MemoryStore, clock: FakeClock, worker: Durably, workflow_id: str
+) -> WorkflowHandle[Any]:
+    """Register the workflow "answer" (returns 42) in ``worker`` and start it from a
+    client app on ``store``: it waits for a worker's claim."""
     client = Durably(store, clock=clock, worker=False)
-    worker = Durably(store, clock=clock, poll_interval=timedelta(seconds=1))
     for app in (client, worker):
 
         @app.workflow(name="answer")
@@ -313,7 +311,17 @@ async def test_an_unexpected_error_in_the_claim_loop_is_logged_and_claiming_goes
             return 42
 
     async with client:
-        handle = await client.start("answer", workflow_id="queued-before-the-worker")
+        return await client.start("answer", workflow_id=workflow_id)
+
+
+async def test_an_unexpected_error_in_the_claim_loop_is_logged_and_claiming_goes_on(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The claim loop reports an unexpected error with its traceback and claims at the
+    next poll: a worker never looks alive while claiming nothing."""
+    store = ClaimsFailingOnce()
+    worker = Durably(store, clock=clock, poll_interval=timedelta(seconds=1))
+    handle = await queued_answer(store, clock, worker, "queued-before-the-worker")
     with caplog.at_level(logging.ERROR, logger="durably.worker"):
         async with worker:
             await wait_for(lambda: store.failed)
@@ -365,16 +373,8 @@ async def test_closing_while_an_ended_run_tells_its_parent_logs_no_error(
     parent to tell when the app closes is stopped quietly: its end is recorded, and
     nothing is logged as failed."""
     store = ListingSignalsBlocks()
-    client = Durably(store, clock=clock, worker=False)
     worker = Durably(store, clock=clock)
-    for app in (client, worker):
-
-        @app.workflow(name="answer")
-        async def answer(ctx: Context) -> int:
-            return 42
-
-    async with client:
-        handle = await client.start("answer", workflow_id="ended")
+    handle = await queued_answer(store, clock, worker, "ended")
     with caplog.at_level(logging.ERROR, logger="durably"):
         async with worker:
             await store.reached.wait()  # recorded COMPLETED; now looking for a parent
