@@ -39,6 +39,29 @@ class StatusCounter:
         assert row is not None
         return int(row[0])
 
+    def processing_figures(self) -> tuple[float, float]:
+        """(steady-state steps/s, processing span in seconds) from the timestamps
+        durably recorded on PostgreSQL, read once every workflow is complete (reading
+        them afterwards puts no load on the database during the run).
+
+        The steady-state rate is the middle 80% of the steps by their finish time
+        over the time they took; the span runs from the first step's start to the
+        last workflow's finish (process start-up is not in it).
+        """
+        if self.kind != "postgres" or self.table != "workflows":
+            raise ValueError("processing figures are read from durably on PostgreSQL")
+        steps = self._postgres.execute(
+            "SELECT count(*), min(started_at),"
+            " percentile_disc(0.1) WITHIN GROUP (ORDER BY finished_at),"
+            " percentile_disc(0.9) WITHIN GROUP (ORDER BY finished_at)"
+            " FROM operations WHERE status = 'COMPLETED'"
+        ).fetchone()
+        last = self._postgres.execute("SELECT max(finished_at) FROM workflows").fetchone()
+        assert steps is not None and last is not None
+        count, first_start, tenth, ninetieth = (int(value) for value in steps)
+        steady = 0.8 * count / max((ninetieth - tenth) / 1e6, 1e-9)
+        return steady, (int(last[0]) - first_start) / 1e6
+
     def close(self) -> None:
         """Close the connection."""
         if self.kind == "sqlite":

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from bench.scenarios import sequential
 from bench.suite import SQLITE_NORMAL, Bench
+from tests.conftest import require_postgres
 
 from bench import report
 
@@ -51,3 +53,47 @@ def test_only_a_full_run_replaces_the_published_page(tmp_path: Path) -> None:
     assert output_directory(None, quick=True, only=None) is None
     assert output_directory(None, quick=False, only=["concurrent"]) is None
     assert output_directory(tmp_path, quick=False, only=["concurrent"]) == tmp_path
+
+
+async def test_worker_rates_come_from_the_recorded_timestamps(postgres_schema: str) -> None:
+    """The PostgreSQL worker scenario's rates are read from durably's timestamps: the
+    middle 80% of the steps by finish time over the time they took, and workflows over
+    the span from the first step's start to the last workflow's finish."""
+    import psycopg
+    from bench.observe import StatusCounter
+
+    from durably.store.postgres import PostgresStore
+
+    postgres_url = require_postgres()
+    store = PostgresStore(postgres_url, schema=postgres_schema)
+    await store.open()  # creates the schema
+    await store.close()
+    ms = 1_000
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f'SET search_path TO "{postgres_schema}"')
+        for workflow in range(10):
+            connection.execute(
+                "INSERT INTO workflows (workflow_id, workflow_name, status, version,"
+                " serializer, created_at, updated_at, finished_at)"
+                " VALUES (%s, 'w', 'COMPLETED', '', 'json', 0, 0, %s)",
+                (f"w{workflow}", (workflow * 10 + 9) * ms + 500),
+            )
+            for seq in range(10):  # step n (0..99) starts at n ms, finishes 1 ms later
+                step = workflow * 10 + seq
+                connection.execute(
+                    "INSERT INTO operations (workflow_id, seq, kind, name, status,"
+                    " serializer, attempts, started_at, finished_at)"
+                    " VALUES (%s, %s, 'STEP', 's', 'COMPLETED', 'json', 1, %s, %s)",
+                    (f"w{workflow}", seq, step * ms, (step + 1) * ms),
+                )
+    counter = StatusCounter(
+        {"kind": "postgres", "url": postgres_url, "schema": postgres_schema}, "durably"
+    )
+    try:
+        assert counter.count() == 10
+        steady, span = counter.processing_figures()
+    finally:
+        counter.close()
+    # The 10th and 90th percentiles of the finish times: 10 ms and 90 ms.
+    assert steady == pytest.approx(0.8 * 100 / 0.080)
+    assert span == pytest.approx(0.0995)  # from 0 to the last workflow's 99.5 ms
