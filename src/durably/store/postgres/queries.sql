@@ -530,12 +530,16 @@ FROM target LEFT JOIN appended ON true;
 -- fenced workflow's row is locked first (a takeover committed meanwhile is seen, and
 -- refuses it), the signal marked consumed at %(seq)s, the operation inserted or
 -- replaced, and updated_at moved forward as record_operation does; nothing is written
--- when there is no signal. One row: owned (false: the fence is stale) and the consumed
--- signal's columns (NULL when there was none).
+-- when there is no signal. A signal consumed at %(seq)s already (the statement is
+-- retried when its connection is lost, perhaps after it committed) is returned again
+-- and no other is consumed. One row: owned (false: the fence is stale) and the
+-- consumed signal's columns (NULL when there was none).
 WITH owned AS (
     SELECT workflow_id FROM workflows
     WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s
     FOR NO KEY UPDATE),
+earlier AS (
+    SELECT * FROM signals WHERE workflow_id = %(workflow_id)s AND consumed_seq = %(seq)s),
 consumed AS (
     UPDATE signals SET consumed_seq = %(seq)s, consumed_at = %(consumed_at)s
     WHERE signal_id = (
@@ -545,6 +549,7 @@ consumed AS (
             LIMIT 1
             FOR UPDATE)
       AND EXISTS (SELECT 1 FROM owned)
+      AND NOT EXISTS (SELECT 1 FROM earlier)
     RETURNING *),
 touched AS (
     UPDATE workflows SET updated_at = GREATEST(updated_at, %(moment)s)
@@ -564,10 +569,11 @@ written AS (
         attempts = excluded.attempts, started_at = excluded.started_at,
         finished_at = excluded.finished_at, wake_at = excluded.wake_at
     RETURNING workflow_id)
-SELECT EXISTS (SELECT 1 FROM owned) AS owned, consumed.*,
+SELECT EXISTS (SELECT 1 FROM owned) AS owned, taken.*,
     CASE WHEN %(announce)s::boolean AND EXISTS (SELECT 1 FROM written)
          THEN pg_notify(%(channel)s, 'progress:' || %(workflow_id)s) END AS notified
-FROM (SELECT 1) AS one LEFT JOIN consumed ON true;
+FROM (SELECT 1) AS one
+LEFT JOIN (SELECT * FROM consumed UNION ALL SELECT * FROM earlier) AS taken ON true;
 
 -- name: list_signals
 -- A workflow's inbox, consumed or not, oldest first.

@@ -651,7 +651,9 @@ class PostgresStore:
     async def consume_signal(self, fence: Fence, operation: OperationRecord) -> SignalRecord | None:
         """Consume the oldest unconsumed signal named ``operation.name`` and record
         the operation with its payload, fenced, in one transaction; None (and no
-        write) when there is none."""
+        write) when there is none. The statement is retried when its connection is
+        lost, perhaps after it committed: a signal consumed at ``operation.seq``
+        already is returned again, and no other is consumed."""
         require_same_workflow(fence, operation.workflow_id)
         params = {
             **_operation_params(fence, operation, self._channel),
