@@ -98,6 +98,7 @@ def sqlite_checkpoint_rate(
     between this and durably's step rate is the cost of the engine in Python."""
     from pathlib import Path
 
+    from durably.store._rows import OPERATION_PARAMS
     from durably.store.sqlite._connect import connect_and_migrate
     from durably.store.sqlite.store import _RECORD_OPERATION
 
@@ -109,13 +110,28 @@ def sqlite_checkpoint_rate(
             " owner, fence, created_at, updated_at) VALUES"
             " ('workflow-1', 'bench', 'RUNNING', '', 'json', 'bench', 1, 0, 0)"
         )
+        step = {
+            "workflow_id": "workflow-1",
+            "owner": "bench",
+            "fence": 1,
+            "kind": "STEP",
+            "name": "step",
+            "status": "COMPLETED",
+            "result": "1",
+            "serializer": "json",
+            "attempts": 1,
+        }
+        # Bound by position, as the store binds it: the values in OPERATION_PARAMS order
+        # (None for those not set), the three that change per commit set by index.
+        values = [step.get(name) for name in OPERATION_PARAMS]
+        at_seq, at_start, at_finish = (
+            OPERATION_PARAMS.index(name) for name in ("seq", "started_at", "finished_at")
+        )
         seq = 0
 
         def commit_one() -> None:
             nonlocal seq
-            # Bound by position, as the store binds it (see durably.store._rows).
-            values = ("workflow-1", "bench", 1, seq, "STEP", "step", "COMPLETED", "1")
-            values += (None, "json", 1, seq, seq + 1, None)
+            values[at_seq], values[at_start], values[at_finish] = seq, seq, seq + 1
             if connection.execute(_RECORD_OPERATION, values).rowcount != 1:
                 raise AssertionError("the fenced upsert wrote nothing")
             seq += 1

@@ -533,7 +533,8 @@ FROM target LEFT JOIN appended ON true;
 -- when there is no signal. A signal consumed at %(seq)s already (the statement is
 -- retried when its connection is lost, perhaps after it committed) is returned again
 -- and no other is consumed. One row: owned (false: the fence is stale) and the
--- consumed signal's columns (NULL when there was none).
+-- consumed signal's columns (NULL when there was none). Signals are not published
+-- kinds: no NOTIFY.
 WITH owned AS (
     SELECT workflow_id FROM workflows
     WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s
@@ -553,8 +554,7 @@ consumed AS (
     RETURNING *),
 touched AS (
     UPDATE workflows SET updated_at = GREATEST(updated_at, %(moment)s)
-    WHERE workflow_id = (SELECT workflow_id FROM consumed)
-    RETURNING workflow_id),
+    WHERE workflow_id = (SELECT workflow_id FROM consumed)),
 written AS (
     INSERT INTO operations (
         workflow_id, seq, kind, name, status, result, error, serializer, attempts,
@@ -563,15 +563,12 @@ written AS (
         consumed.workflow_id, %(seq)s, %(kind)s, %(name)s, 'COMPLETED', consumed.payload,
         NULL, consumed.serializer, %(attempts)s, %(started_at)s, %(finished_at)s, %(wake_at)s
     FROM consumed
+    -- The only row there can be is this wait's WAITING record (a wait with a timeout):
+    -- same kind, name, start and timer; it becomes the consumed one.
     ON CONFLICT (workflow_id, seq) DO UPDATE SET
-        kind = excluded.kind, name = excluded.name, status = excluded.status,
-        result = excluded.result, error = excluded.error, serializer = excluded.serializer,
-        attempts = excluded.attempts, started_at = excluded.started_at,
-        finished_at = excluded.finished_at, wake_at = excluded.wake_at
-    RETURNING workflow_id)
-SELECT EXISTS (SELECT 1 FROM owned) AS owned, taken.*,
-    CASE WHEN %(announce)s::boolean AND EXISTS (SELECT 1 FROM written)
-         THEN pg_notify(%(channel)s, 'progress:' || %(workflow_id)s) END AS notified
+        status = excluded.status, result = excluded.result, error = excluded.error,
+        serializer = excluded.serializer, finished_at = excluded.finished_at)
+SELECT EXISTS (SELECT 1 FROM owned) AS owned, taken.*
 FROM (SELECT 1) AS one
 LEFT JOIN (SELECT * FROM consumed UNION ALL SELECT * FROM earlier) AS taken ON true;
 
