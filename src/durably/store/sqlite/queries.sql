@@ -4,7 +4,9 @@
 -- durably/store/base.py; it appears in claim_workflow and claim_due_workflows.
 
 -- name: insert_workflow
--- Insert a workflow as given unless its id is taken (then no row is returned).
+-- Insert a workflow as given unless its id is taken (then no row changes). No
+-- RETURNING: the row is the record given, and RETURNING * costs more than the insert
+-- (measured on a 2-core VM: about 9 µs of the 25 µs it took, on a hot path).
 INSERT INTO workflows (
     workflow_id, workflow_name, status, version, input, result, error, serializer, owner,
     fence, lease_until, wake_at, deadline_at, wait_reason, cancel_requested,
@@ -14,13 +16,17 @@ VALUES (
     :workflow_id, :workflow_name, :status, :version, :input, :result, :error, :serializer,
     :owner, :fence, :lease_until, :wake_at, :deadline_at, :wait_reason, :cancel_requested,
     :compensate_on_cancel, :recovery_attempts, :created_at, :updated_at, :finished_at,
-        :queue_name, :priority, :started_at)
-ON CONFLICT (workflow_id) DO NOTHING
-RETURNING *;
+    :queue_name, :priority, :started_at)
+ON CONFLICT (workflow_id) DO NOTHING;
 
 -- name: get_workflow
 -- One workflow by id (updated_at includes its last recorded operation).
 SELECT * FROM workflows_with_progress WHERE workflow_id = :workflow_id;
+
+-- name: get_workflow_row
+-- One workflows row as stored, read right after a statement changed it (what a
+-- RETURNING * would give, for less: see insert_workflow).
+SELECT * FROM workflows WHERE workflow_id = :workflow_id;
 
 -- name: list_workflows_oldest_first
 -- Workflows passing every filter (a NULL filter passes all), by (created_at, workflow_id).
@@ -263,7 +269,8 @@ ON CONFLICT (workflow_id, seq, attempt) DO UPDATE SET
 SELECT 1 FROM workflows WHERE workflow_id = :workflow_id AND owner = :owner AND fence = :fence;
 
 -- name: set_workflow_status
--- Compare-and-set: change the status only from an allowed source, while fenced.
+-- Compare-and-set: change the status only from an allowed source, while fenced (the
+-- row is then read with get_workflow_row: cheaper than RETURNING *).
 UPDATE workflows SET
     status = :status,
     updated_at = max(updated_at, :now),
@@ -273,12 +280,12 @@ UPDATE workflows SET
     lease_until = CASE WHEN :releases THEN NULL ELSE lease_until END,
     finished_at = CASE WHEN :finishes THEN :now ELSE finished_at END
 WHERE workflow_id = :workflow_id AND owner = :owner AND fence = :fence
-  AND status IN (SELECT value FROM json_each(:sources))
-RETURNING *;
+  AND status IN (SELECT value FROM json_each(:sources));
 
 -- name: suspend_workflow
 -- RUNNING to SUSPENDED, releasing ownership, fenced; due at once when the awaited signal
--- is already in the inbox or a cancellation was requested.
+-- is already in the inbox or a cancellation was requested (the row is then read with
+-- get_workflow_row).
 UPDATE workflows SET
     status = 'SUSPENDED',
     owner = NULL,
@@ -293,8 +300,7 @@ UPDATE workflows SET
         THEN min(coalesce(:wake_at, :now), :now)
         ELSE :wake_at END
 WHERE workflow_id = :workflow_id AND owner = :owner AND fence = :fence
-  AND status = 'RUNNING'
-RETURNING *;
+  AND status = 'RUNNING';
 
 -- name: flag_cancel
 -- Record a cancellation request for the workflow's owner to act on.

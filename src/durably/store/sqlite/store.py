@@ -174,9 +174,8 @@ class SqliteStore:
         params = _rows.workflow_params(record)
 
         def work(connection: sqlite3.Connection) -> tuple[WorkflowRecord, bool]:
-            inserted = connection.execute(Q["insert_workflow"], params).fetchone()
-            if inserted is not None:
-                return _rows.workflow_from_row(inserted), True
+            if connection.execute(Q["insert_workflow"], params).rowcount:
+                return record, True  # stored as given
             existing = connection.execute(Q["get_workflow"], params).fetchone()
             return _rows.workflow_from_row(existing), False
 
@@ -463,7 +462,7 @@ class SqliteStore:
         }
 
         def work(connection: sqlite3.Connection) -> WorkflowRecord:
-            row = connection.execute(Q["set_workflow_status"], params).fetchone()
+            row = _changed_row(connection, Q["set_workflow_status"], params)
             if row is None:
                 raise _refusal(connection, fence, status)
             return _rows.workflow_from_row(row)
@@ -490,7 +489,7 @@ class SqliteStore:
         }
 
         def work(connection: sqlite3.Connection) -> WorkflowRecord:
-            row = connection.execute(Q["suspend_workflow"], params).fetchone()
+            row = _changed_row(connection, Q["suspend_workflow"], params)
             if row is None:
                 raise _refusal(connection, fence, WorkflowStatus.SUSPENDED)
             return _rows.workflow_from_row(row)
@@ -603,6 +602,17 @@ class SqliteStore:
         params = {"workflow_id": workflow_id}
         rows = await self._read(lambda c: c.execute(Q["list_signals"], params).fetchall())
         return [_rows.signal_from_row(row) for row in rows]
+
+
+def _changed_row(
+    connection: sqlite3.Connection, update: str, params: dict[str, Any]
+) -> Any:
+    """The workflow's row (a :class:`sqlite3.Row`) after ``update`` (of that one row, by ``params``'
+    ``workflow_id``) changed it, or None when it matched nothing: an UPDATE then a read
+    by primary key, in the same transaction, costs less than ``RETURNING *``."""
+    if not connection.execute(update, params).rowcount:
+        return None
+    return connection.execute(Q["get_workflow_row"], params).fetchone()
 
 
 def _refusal(
