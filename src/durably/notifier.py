@@ -7,10 +7,13 @@ the fast path within one process.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from collections import defaultdict
 
 from durably.clock import Clock
 from durably.models import WorkflowRecord
+from durably.step_call import current_workflow_context
 
 
 def progress_key(workflow_id: str) -> str:
@@ -25,13 +28,22 @@ class Notifier:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._waiters: defaultdict[str, set[asyncio.Future[bool]]] = defaultdict(set)
         self._generations: dict[str, int] = {}
         self._watchers: dict[str, int] = {}
         #: A workflow's final record as this process committed it, with the generation
         #: its notification made, kept while someone watches the workflow.
         self._final: dict[str, tuple[int, WorkflowRecord]] = {}
         self.work_due = asyncio.Event()
+        #: The time limits of pending waits, earliest first: (until, tie-breaker,
+        #: waiter). One task (``_timer``) sleeps until the earliest and gives up the
+        #: waits whose time came; a wait that was notified first leaves its entry,
+        #: dropped when its time comes or when no timed wait is left.
+        self._deadlines: list[tuple[int, int, asyncio.Future[bool]]] = []
+        self._tie_breaker = itertools.count()
+        self._timed_waits = 0
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_until: int | None = None
 
     def generation(self, workflow_id: str) -> int:
         """A counter of notifications about ``workflow_id``; read it before looking at the
@@ -71,7 +83,7 @@ class Notifier:
             self._generations[key] += 1
         for waiter in self._waiters.pop(key, ()):
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(True)
 
     def notify_work_due(self) -> None:
         """Tell the scheduler to look for claimable work now."""
@@ -94,23 +106,69 @@ class Notifier:
         """
         if since is not None and self.generation(workflow_id) != since:
             return True
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters[workflow_id].add(waiter)
-        timer = None if until is None else asyncio.ensure_future(self._clock.sleep_until(until))
+        # Outside workflow bodies (waiting for a result, watching), one task sleeps
+        # for every wait: cheaper than a sleeping task per wait. A body's wait keeps
+        # its own, made in the body's context: the test kit's clock tells whose it is.
+        shared = until is not None and current_workflow_context.get() is None
+        own_timer = None
+        if shared:
+            assert until is not None
+            self._timed_waits += 1
+            self._add_deadline(until, waiter)
+        elif until is not None:
+            own_timer = asyncio.ensure_future(self._give_up_at(until, waiter))
         try:
-            waitables: set[asyncio.Future[None]] = {waiter}
-            if timer is not None:
-                waitables.add(timer)
-            await asyncio.wait(waitables, return_when=asyncio.FIRST_COMPLETED)
-            return waiter.done()
+            return await waiter
         finally:
-            if timer is not None:
-                timer.cancel()
+            if own_timer is not None:
+                own_timer.cancel()
+            elif shared:
+                self._timed_waits -= 1
+                if not self._timed_waits:
+                    self._stop_timer()
             waiters = self._waiters.get(workflow_id)
             if waiters is not None:
                 waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[workflow_id]
+
+    async def _give_up_at(self, until: int, waiter: asyncio.Future[bool]) -> None:
+        await self._clock.sleep_until(until)
+        if not waiter.done():
+            waiter.set_result(False)
+
+    def _add_deadline(self, until: int, waiter: asyncio.Future[bool]) -> None:
+        heapq.heappush(self._deadlines, (until, next(self._tie_breaker), waiter))
+        if self._timer_until is None or until < self._timer_until:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_until = until
+            self._timer = asyncio.ensure_future(self._expire_deadlines(until))
+
+    async def _expire_deadlines(self, until: int) -> None:
+        """Sleep until ``until``, then give up every wait whose time came; again for
+        the next one, until no wait is left."""
+        deadlines = self._deadlines
+        while True:
+            await self._clock.sleep_until(until)
+            reached = max(self._clock.now(), until)  # as the clock's sleep says
+            while deadlines and deadlines[0][0] <= reached:
+                waiter = heapq.heappop(deadlines)[2]
+                if not waiter.done():
+                    waiter.set_result(False)
+            if not deadlines:
+                self._timer, self._timer_until = None, None
+                return
+            until = self._timer_until = deadlines[0][0]
+
+    def _stop_timer(self) -> None:
+        """No timed wait is pending: drop the entries left by notified waits."""
+        self._deadlines.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_until = None, None
 
 
 class _Watch:
