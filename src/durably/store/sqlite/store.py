@@ -604,9 +604,7 @@ class SqliteStore:
         return [_rows.signal_from_row(row) for row in rows]
 
 
-def _changed_row(
-    connection: sqlite3.Connection, update: str, params: dict[str, Any]
-) -> Any:
+def _changed_row(connection: sqlite3.Connection, update: str, params: dict[str, Any]) -> Any:
     """The workflow's row (a :class:`sqlite3.Row`) after ``update`` (of that one row, by ``params``'
     ``workflow_id``) changed it, or None when it matched nothing: an UPDATE then a read
     by primary key, in the same transaction, costs less than ``RETURNING *``."""
