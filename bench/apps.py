@@ -8,11 +8,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from durably import Durably, SqliteStore, Store
+from durably import Durably, MemoryStore, SqliteStore, Store
 
 
 def make_store(where: dict[str, Any], *, pool_size: int = 10) -> Store:
-    """The store of a sample's location (see :meth:`bench.suite.Bench.location`)."""
+    """The store of a sample's location (see :meth:`bench.suite.Bench.location`);
+    ``{"kind": "memory"}``: a :class:`~durably.MemoryStore` (nothing is stored: what
+    is measured is the engine alone)."""
+    if where["kind"] == "memory":
+        return MemoryStore()
     if where["kind"] == "sqlite":
         return SqliteStore(where["path"], synchronous=where["synchronous"])
     from durably.store.postgres import PostgresStore

@@ -5,6 +5,10 @@ soon as its previous one finished (a closed loop of 1 or 100 clients). Workflows
 and steps per second, and the p50 / p99 time from ``start`` to result. At 100 at a
 time, the steps of many workflows share commits (group commit): compare steps/s with
 the raw single-row commit rate of the same durability level.
+
+The same 100 clients also run on durably's ``MemoryStore``, which stores nothing: the
+engine alone (Python and asyncio: starting, stepping, encoding, waiting for results),
+the most steps per second any store could give this process.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from bench.measure import percentile
 from bench.suite import Backend, Bench, Row, Samples
 
 NAME = "concurrent"
+#: The samples' key for the engine alone (MemoryStore).
+ENGINE_ALONE = "engine-alone"
 TITLE = "2. 1,000 workflows of 10 steps, 1 and 100 at a time"
 MODULE = "scenarios.concurrent"
 STEPS = 10
@@ -66,6 +72,16 @@ def run(bench: Bench) -> list[Row]:
     dbos_workflows = {1: bench.size(50, 20), 100: bench.size(200, 40)}
     samples, notes = Samples(), {}
     for repetition in range(bench.repeat):
+        bench.progress(f"{NAME} engine alone (MemoryStore) x100 repetition {repetition + 1}")
+        result = bench.durably(
+            MODULE,
+            "durably_run",
+            where={"kind": "memory"},
+            workflows=workflows,
+            steps=STEPS,
+            concurrency=100,
+        )
+        _add(samples, f"durably/100/{ENGINE_ALONE}", result, workflows)
         for backend in bench.backends:
             samples.add(f"raw/{backend.key}", bench.raw_commit_rate(backend))
             for concurrency in (1, 100):
@@ -100,7 +116,7 @@ def run(bench: Bench) -> list[Row]:
                         return count / float(result["seconds"])
 
                     bench.try_dbos(samples, notes, f"dbos-wf/{concurrency}/{backend.key}", take)
-    rows = []
+    rows = [_engine_alone(bench, samples, workflows)]
     for backend in bench.backends:
         raw = samples.summary(f"raw/{backend.key}")
         for concurrency in (1, 100):
@@ -151,6 +167,29 @@ def run(bench: Bench) -> list[Row]:
                 ),
             ]
     return rows
+
+
+def _engine_alone(bench: Bench, samples: Samples, workflows: int) -> Row:
+    """Steps/s of the engine storing nothing, next to the fastest raw commit rate of
+    the run: the ceiling of every store's "100 at a time" figure."""
+    raws = [
+        (summary.median, backend)
+        for backend in bench.backends
+        if (summary := samples.summary(f"raw/{backend.key}")) is not None
+    ]
+    fastest = max(raws, key=lambda pair: pair[0])[1] if raws else None
+    return Row(
+        scenario=TITLE,
+        backend="none (MemoryStore)",
+        metric=f"steps/s, 100 at a time, the engine alone: nothing stored ({workflows:,} "
+        f"workflows)",
+        unit="steps/s",
+        higher_is_better=True,
+        durably=samples.summary(f"durably/100/{ENGINE_ALONE}/steps"),
+        reference=None if fastest is None else samples.summary(f"raw/{fastest.key}"),
+        reference_label="" if fastest is None else f"{fastest.raw_label}, 1 row/commit",
+        key=f"concurrent/steps-100/{ENGINE_ALONE}",
+    )
 
 
 def _add(samples: Samples, prefix: str, result: dict[str, Any], workflows: int) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bench.scenarios import sequential
-from bench.suite import SQLITE_NORMAL, Bench
+from bench.measure import summarize
+from bench.scenarios import concurrent, sequential
+from bench.suite import SQLITE_NORMAL, Bench, Row
 from tests.conftest import require_postgres
 
 from bench import report
@@ -43,6 +44,63 @@ def test_sequential_scenario_produces_complete_rows(tmp_path: Path) -> None:
     page = report.markdown(rows, preamble="# Benchmarks", notes="", image=None)
     assert f"| {steps.metric} [steps/s] | SQLite NORMAL |" in page
     assert list(tmp_path.iterdir()) == [], "sample databases were left behind"
+
+
+def test_concurrent_scenario_measures_the_engine_alone_next_to_the_raw_rate(
+    tmp_path: Path,
+) -> None:
+    """The 100-at-a-time workload also runs on a MemoryStore (nothing stored), next to
+    the run's raw commit rate: the ceiling of every store's figure."""
+    bench = Bench(
+        quick=True,
+        tiny=True,
+        repeat=1,
+        workdir=tmp_path,
+        backends=(SQLITE_NORMAL,),
+        verbose=False,
+        timeout=120,
+    )
+
+    rows = concurrent.run(bench)
+
+    alone = next(row for row in rows if row.key == "concurrent/steps-100/engine-alone")
+    assert alone.backend == "none (MemoryStore)"
+    assert alone.durably is not None and alone.durably.median > 0
+    assert alone.reference is not None and alone.reference.median > 0
+    assert "raw SQLite WAL NORMAL" in alone.reference_label
+    stored = next(row for row in rows if row.key == "concurrent/steps-100/sqlite-normal")
+    assert stored.durably is not None and stored.durably.median > 0
+    assert list(tmp_path.iterdir()) == [], "sample databases were left behind"
+
+
+def _steps_row(key: str, steps: float, raw: float) -> Row:
+    return Row(
+        scenario="2. concurrent",
+        metric="steps/s, 100 at a time",
+        unit="steps/s",
+        backend=key,
+        higher_is_better=True,
+        durably=summarize([steps]),
+        reference=summarize([raw]),
+        key=f"concurrent/steps-100/{key}",
+    )
+
+
+def test_a_missed_concurrency_target_says_what_the_engine_alone_reaches() -> None:
+    missed = [
+        _steps_row("sqlite-normal", 25_000, 50_000),
+        _steps_row("engine-alone", 40_000, 50_000),
+    ]
+    normal = next(v for v in report.verdicts(missed) if "SQLite NORMAL: steps/s" in v.target)
+    assert normal.met is False
+    assert normal.measured == (
+        "0.5x (the engine alone, storing nothing: 0.8x of the fastest raw rate)"
+    )
+
+    met = [_steps_row("sqlite-normal", 60_000, 50_000), missed[1]]
+    normal = next(v for v in report.verdicts(met) if "SQLite NORMAL: steps/s" in v.target)
+    assert normal.met is True
+    assert "engine alone" not in normal.measured
 
 
 def test_only_a_full_run_replaces_the_published_page(tmp_path: Path) -> None:
