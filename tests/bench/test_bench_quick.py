@@ -17,18 +17,23 @@ from tests.conftest import require_postgres
 from bench import report
 
 
-def test_sequential_scenario_produces_complete_rows(tmp_path: Path) -> None:
-    """Every row of the scenario has durably's figure; the steps/s row has its raw
-    reference and their ratio, and the table and markdown show it."""
-    bench = Bench(
+def _tiny_bench(workdir: Path) -> Bench:
+    """One repetition at tiny sizes on SQLite NORMAL, without DBOS."""
+    return Bench(
         quick=True,
         tiny=True,
         repeat=1,
-        workdir=tmp_path,
+        workdir=workdir,
         backends=(SQLITE_NORMAL,),
         verbose=False,
-        timeout=60,
+        timeout=120,
     )
+
+
+def test_sequential_scenario_produces_complete_rows(tmp_path: Path) -> None:
+    """Every row of the scenario has durably's figure; the steps/s row has its raw
+    reference and their ratio, and the table and markdown show it."""
+    bench = _tiny_bench(tmp_path)
 
     rows = sequential.run(bench)
 
@@ -51,15 +56,7 @@ def test_concurrent_scenario_measures_the_engine_alone_next_to_the_raw_rate(
 ) -> None:
     """The 100-at-a-time workload also runs on a MemoryStore (nothing stored), next to
     the run's raw commit rate: the ceiling of every store's figure."""
-    bench = Bench(
-        quick=True,
-        tiny=True,
-        repeat=1,
-        workdir=tmp_path,
-        backends=(SQLITE_NORMAL,),
-        verbose=False,
-        timeout=120,
-    )
+    bench = _tiny_bench(tmp_path)
 
     rows = concurrent.run(bench)
 
