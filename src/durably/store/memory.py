@@ -112,6 +112,10 @@ class MemoryStore:
         self._signal_ids_by_dedup_key: dict[tuple[str, str], int] = {}
         self._executors: dict[str, tuple[str, str, int, int]] = {}
         self._last_signal_id = 0
+        #: Per workflow, the time of its latest recorded operation: reads report the
+        #: later of it and the record's own updated_at (as the SQL stores' reads do),
+        #: so that recording a step does not copy the workflow's record.
+        self._progress: dict[str, int] = {}
 
     async def open(self) -> None:
         """Nothing to connect to; present for the protocol."""
@@ -131,7 +135,15 @@ class MemoryStore:
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         """The workflow with this id, or None."""
-        return self._workflows.get(workflow_id)
+        record = self._workflows.get(workflow_id)
+        return None if record is None else self._with_progress(record)
+
+    def _with_progress(self, record: WorkflowRecord) -> WorkflowRecord:
+        """``record`` as a read reports it: updated at its latest operation, if later."""
+        progress = self._progress.get(record.workflow_id)
+        if progress is None or progress <= record.updated_at:
+            return record
+        return dataclasses.replace(record, updated_at=progress)
 
     async def list_workflows(
         self,
@@ -156,7 +168,7 @@ class MemoryStore:
             and (created_before is None or record.created_at < created_before)
         ]
         selected.sort(key=lambda r: (r.created_at, r.workflow_id), reverse=newest_first)
-        return selected[max(offset, 0) :][: max(limit, 0)]
+        return [self._with_progress(r) for r in selected[max(offset, 0) :][: max(limit, 0)]]
 
     async def count_workflows(self) -> dict[WorkflowStatus, int]:
         """The number of workflows in each status that has any."""
@@ -188,6 +200,7 @@ class MemoryStore:
     def _delete(self, workflow_id: str) -> bool:
         if self._workflows.pop(workflow_id, None) is None:
             return False
+        self._progress.pop(workflow_id, None)
         self._operations.pop(workflow_id, None)
         self._attempts.pop(workflow_id, None)
         for signal in self._signals.pop(workflow_id, {}).values():
@@ -414,9 +427,9 @@ class MemoryStore:
     def _record(self, record: WorkflowRecord, operation: OperationRecord) -> None:
         self._operations.setdefault(record.workflow_id, {})[operation.seq] = operation
         moment = operation.started_at if operation.finished_at is None else operation.finished_at
-        self._workflows[record.workflow_id] = dataclasses.replace(
-            record, updated_at=max(record.updated_at, moment)
-        )
+        progress = self._progress.get(record.workflow_id)
+        if progress is None or moment > progress:
+            self._progress[record.workflow_id] = moment
 
     async def record_operation(self, fence: Fence, operation: OperationRecord) -> None:
         """Insert or replace the operation at its seq, fenced."""
