@@ -51,6 +51,43 @@ def transition_refused(
     return lease_lost(fence, f"it is {current}, which cannot move to {new}")
 
 
+def made_by_fence(record: WorkflowRecord, fence: Fence, wanted: WorkflowStatus) -> bool:
+    """Whether ``record`` already shows the change to ``wanted`` that ``fence`` asks
+    for, where that change released the workflow: asked again (a statement retried
+    after its reply was lost, perhaps after it committed), it finds the change made
+    but no longer matches its owner, which the change cleared. The same fence means
+    nobody claimed it since, so the status is the fence's own change (or an operator's
+    cancellation of it while idle, which leaves it where the fence wanted it)."""
+    releasing = wanted.is_terminal or wanted in (WorkflowStatus.PARKED, WorkflowStatus.SUSPENDED)
+    return (
+        releasing
+        and record.status is wanted
+        and record.owner is None
+        and record.workflow_id == fence.workflow_id
+        and record.fence == fence.fence
+    )
+
+
+def made_or_refused(
+    record: WorkflowRecord | None, fence: Fence, wanted: WorkflowStatus
+) -> WorkflowRecord:
+    """After a fenced change to ``wanted`` matched no row: ``record`` (the row as it
+    is now, None when there is none) if it shows that very change made by ``fence``
+    (see :func:`made_by_fence`); otherwise the refusal, raised.
+
+    Raises:
+        LeaseLostError: the workflow is gone, another fence owns it, or the state
+            machine does not allow the change from its current status.
+    """
+    if record is None:
+        raise lease_lost(fence, "the workflow does not exist")
+    if made_by_fence(record, fence, wanted):
+        return record
+    if record.owner != fence.owner or record.fence != fence.fence:
+        raise lease_lost(fence)
+    raise transition_refused(fence, record.status, wanted)
+
+
 def workflow_not_found(workflow_id: str) -> WorkflowNotFoundError:
     """No workflow has this id."""
     return WorkflowNotFoundError(

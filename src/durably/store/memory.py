@@ -32,6 +32,7 @@ from durably.models import (
 from durably.store._rules import (
     cancel_action,
     lease_lost,
+    made_by_fence,
     queue_allowance,
     require_same_workflow,
     resume_target,
@@ -385,6 +386,11 @@ class MemoryStore:
 
     # -- history ---------------------------------------------------------------------
 
+    def _made_by_fence(self, fence: Fence, wanted: WorkflowStatus) -> WorkflowRecord | None:
+        """The record, when ``fence`` already made this releasing change (asked again)."""
+        record = self._workflows.get(fence.workflow_id)
+        return record if record is not None and made_by_fence(record, fence, wanted) else None
+
     def _owned(self, fence: Fence) -> WorkflowRecord:
         """The workflow, if ``fence`` still owns it."""
         record = self._workflows.get(fence.workflow_id)
@@ -455,6 +461,9 @@ class MemoryStore:
         error: str | None = None,
     ) -> WorkflowRecord:
         """Compare-and-set the status, fenced (see :class:`~durably.store.Store`)."""
+        made = self._made_by_fence(fence, status)
+        if made is not None:
+            return made
         record = self._owned(fence)
         if record.status is not status and record.status not in allowed_sources(status):
             raise transition_refused(fence, record.status, status)
@@ -487,6 +496,9 @@ class MemoryStore:
         running also makes it due now: its owner may have suspended before seeing
         the flag, and a workflow waiting only for a signal would otherwise never see it.
         """
+        made = self._made_by_fence(fence, WorkflowStatus.SUSPENDED)
+        if made is not None:
+            return made
         record = self._owned(fence)
         if record.status is not WorkflowStatus.RUNNING:
             raise transition_refused(fence, record.status, WorkflowStatus.SUSPENDED)

@@ -21,7 +21,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
-from durably.errors import ConfigurationError, LeaseLostError, StoreError
+from durably.errors import ConfigurationError, StoreError
 from durably.models import (
     PUBLISHED_KINDS,
     TERMINAL_STATUSES,
@@ -41,10 +41,10 @@ from durably.store._queries import load_queries
 from durably.store._rules import (
     cancel_action,
     lease_lost,
+    made_or_refused,
     queue_allowance,
     require_same_workflow,
     resume_target,
-    transition_refused,
     workflow_finished,
     workflow_not_found,
 )
@@ -520,9 +520,10 @@ class PostgresStore:
         }
         row = await self._statuses.submit(params)
         if row is None:
-            # Refused: read why (only on this rare path; a refusal is final, since a
-            # fence never comes back).
-            raise await self._run(lambda connection: _refusal(connection, fence, status))
+            # Refused, or made by this very change whose first reply was lost: read
+            # which (only on this rare path; a refusal is final, since a fence never
+            # comes back).
+            return await self._run(lambda connection: _made_or_refused(connection, fence, status))
         return _rows.workflow_from_row(row)
 
     async def suspend_workflow(
@@ -547,7 +548,7 @@ class PostgresStore:
         async def work(connection: Connection) -> WorkflowRecord:
             row = await (await connection.execute(Q["suspend_workflow"], params)).fetchone()
             if row is None:
-                raise await _refusal(connection, fence, WorkflowStatus.SUSPENDED)
+                return await _made_or_refused(connection, fence, WorkflowStatus.SUSPENDED)
             return _rows.workflow_from_row(row)
 
         return await self._run(work)
@@ -694,12 +695,10 @@ def _operation_params(fence: Fence, operation: OperationRecord, channel: str) ->
     }
 
 
-async def _refusal(connection: Connection, fence: Fence, wanted: WorkflowStatus) -> LeaseLostError:
-    """Why a fenced status change matched no row (only read on this rare path)."""
+async def _made_or_refused(
+    connection: Connection, fence: Fence, wanted: WorkflowStatus
+) -> WorkflowRecord:
+    """See :func:`made_or_refused` (the row is read only on this rare path)."""
     cursor = await connection.execute(Q["get_workflow"], {"workflow_id": fence.workflow_id})
     row = await cursor.fetchone()
-    if row is None:
-        return lease_lost(fence, "the workflow does not exist")
-    if row["owner"] != fence.owner or row["fence"] != fence.fence:
-        return lease_lost(fence)
-    return transition_refused(fence, WorkflowStatus(row["status"]), wanted)
+    return made_or_refused(None if row is None else _rows.workflow_from_row(row), fence, wanted)

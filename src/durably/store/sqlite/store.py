@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from durably.errors import ConfigurationError, LeaseLostError, StoreError
+from durably.errors import ConfigurationError, StoreError
 from durably.models import (
     AttemptRecord,
     Fence,
@@ -38,10 +38,10 @@ from durably.store._queries import load_queries, numbered
 from durably.store._rules import (
     cancel_action,
     lease_lost,
+    made_or_refused,
     queue_allowance,
     require_same_workflow,
     resume_target,
-    transition_refused,
     workflow_finished,
     workflow_not_found,
 )
@@ -464,7 +464,7 @@ class SqliteStore:
         def work(connection: sqlite3.Connection) -> WorkflowRecord:
             row = _changed_row(connection, Q["set_workflow_status"], params)
             if row is None:
-                raise _refusal(connection, fence, status)
+                return _made_or_refused(connection, fence, status)
             return _rows.workflow_from_row(row)
 
         return await self._write(work)
@@ -491,7 +491,7 @@ class SqliteStore:
         def work(connection: sqlite3.Connection) -> WorkflowRecord:
             row = _changed_row(connection, Q["suspend_workflow"], params)
             if row is None:
-                raise _refusal(connection, fence, WorkflowStatus.SUSPENDED)
+                return _made_or_refused(connection, fence, WorkflowStatus.SUSPENDED)
             return _rows.workflow_from_row(row)
 
         return await self._write(work)
@@ -613,16 +613,12 @@ def _changed_row(connection: sqlite3.Connection, update: str, params: dict[str, 
     return connection.execute(Q["get_workflow_row"], params).fetchone()
 
 
-def _refusal(
+def _made_or_refused(
     connection: sqlite3.Connection, fence: Fence, wanted: WorkflowStatus
-) -> LeaseLostError:
-    """Why a fenced status change matched no row (only read on this rare path)."""
-    row = connection.execute(Q["get_workflow"], {"workflow_id": fence.workflow_id}).fetchone()
-    if row is None:
-        return lease_lost(fence, "the workflow does not exist")
-    if row["owner"] != fence.owner or row["fence"] != fence.fence:
-        return lease_lost(fence)
-    return transition_refused(fence, WorkflowStatus(row["status"]), wanted)
+) -> WorkflowRecord:
+    """See :func:`made_or_refused` (the row is read only on this rare path)."""
+    row = connection.execute(Q["get_workflow_row"], {"workflow_id": fence.workflow_id}).fetchone()
+    return made_or_refused(None if row is None else _rows.workflow_from_row(row), fence, wanted)
 
 
 def _record(connection: sqlite3.Connection, fence: Fence, values: tuple[Any, ...]) -> None:

@@ -116,6 +116,37 @@ class StatusContract:
             await store.set_workflow_status(stale, WorkflowStatus.COMPLETED, now=NOW)
         assert await stored(store) == before
 
+    @pytest.mark.parametrize(
+        "wanted", [WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.PARKED]
+    )
+    async def test_a_releasing_change_asked_again_by_its_fence_is_made(
+        self, store: Store, wanted: WorkflowStatus
+    ) -> None:
+        """The same change asked twice (a statement retried after its reply was lost,
+        perhaps after it committed) finds it made and returns the record: not a
+        refusal, although the first one cleared the owner the second one matches."""
+        fence = await claimed(store)
+        first = await store.set_workflow_status(fence, wanted, now=NOW + 1, result='"r"')
+        again = await store.set_workflow_status(fence, wanted, now=NOW + 2, result='"r"')
+        assert again == first
+        assert await stored(store) == first
+
+    async def test_a_change_made_under_a_newer_fence_refuses_the_older_one(
+        self, store: Store
+    ) -> None:
+        """Only the fence that made a releasing change finds it made: an older owner
+        asking for the same status is refused (someone claimed it since)."""
+        old = await claimed(store, owner="exec-a")
+        await store.release_workflows(owner="exec-a")
+        newer = await store.claim_workflow("w-1", owner="exec-b", now=NOW, lease_until=NOW + 5)
+        assert newer is not None
+        made = await store.set_workflow_status(
+            fence_of(newer), WorkflowStatus.COMPLETED, now=NOW + 1
+        )
+        with pytest.raises(LeaseLostError):
+            await store.set_workflow_status(old, WorkflowStatus.COMPLETED, now=NOW + 2)
+        assert await stored(store) == made
+
     # -- suspend_workflow ------------------------------------------------------------
 
     async def test_suspending_records_the_timer_and_releases_ownership(self, store: Store) -> None:
@@ -183,6 +214,15 @@ class StatusContract:
         with pytest.raises(LeaseLostError):
             await store.suspend_workflow(stale, now=NOW, wake_at=None, wait_reason="x")
         assert await stored(store) == before
+
+    async def test_suspending_asked_again_by_its_fence_is_made(self, store: Store) -> None:
+        """A suspension asked twice (retried after its reply was lost) returns the
+        record as the first one left it."""
+        fence = await claimed(store)
+        first = await store.suspend_workflow(fence, now=NOW + 1, wake_at=NOW + 60, wait_reason="x")
+        again = await store.suspend_workflow(fence, now=NOW + 2, wake_at=NOW + 90, wait_reason="y")
+        assert again == first
+        assert await stored(store) == first
 
     async def test_suspending_after_a_cancel_request_is_due_at_once(self, store: Store) -> None:
         """A cancellation that arrived while it ran is not lost by suspending."""
