@@ -52,6 +52,11 @@ NOTES = """\
   engine: its ratio to the raw rate is the cost of durably's
   schema and fencing; durably's steps/s against it is the engine's share (Python,
   asyncio, encoding). A step cannot be cheaper than this row.
+- **The engine alone** (scenario 2) = the 100-at-a-time workload on durably's
+  `MemoryStore`, which stores nothing: Python and asyncio starting, stepping,
+  encoding and waiting for results. No store can take durably above it, so it is
+  shown next to the run's fastest raw commit rate: where it is close to that rate,
+  a store that beats the raw rate (group commit) has almost nothing to spend.
 - **DBOS** = DBOS Transact (version below) from PyPI, in its own virtualenv, running
   the same workflows (`bench/dbos_driver.py`), configured as its documentation
   shows with its defaults (`log_level` WARNING). On SQLite, DBOS keeps SQLite's
