@@ -75,9 +75,11 @@ class AppLifecycle(AppRuns):
         if grace_seconds > 0 and self._runs:
             if self._is_worker:
                 await self._worker.stop_claiming()
+            # Read after stopping the claims: the last runs may have ended meanwhile.
             tasks = [task for _, task in self._runs.values()]
             logger.info("waiting up to %.1fs for %d running workflow(s)", grace_seconds, len(tasks))
-            await asyncio.wait(tasks, timeout=grace_seconds)
+            if tasks:
+                await asyncio.wait(tasks, timeout=grace_seconds)
         for retry in list(self._retry_tasks):
             retry.cancel()
         if self._is_worker:

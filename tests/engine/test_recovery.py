@@ -381,3 +381,37 @@ async def test_closing_while_an_ended_run_tells_its_parent_logs_no_error(
             stored = await store.get_workflow(handle.workflow_id)
             assert stored is not None and stored.status is WorkflowStatus.COMPLETED
     assert [record for record in caplog.records if record.levelno >= logging.ERROR] == []
+
+
+async def test_closing_with_grace_when_the_last_run_ends_while_claims_stop(
+    clock: FakeClock,
+) -> None:
+    """Closing with a grace period first stops the claims; a run that ends meanwhile
+    leaves nothing to wait for, and the close goes on (it once failed on an empty
+    wait, and a worker stopped by SIGTERM exited with an error)."""
+    store = MemoryStore()
+    app = Durably(store, clock=clock)
+    release = asyncio.Event()
+
+    async def wait_for_release() -> str:
+        await release.wait()
+        return "done"
+
+    @app.workflow()
+    async def held(ctx: Context) -> str:
+        return await ctx.step("wait", wait_for_release)
+
+    await app.open()
+    handle = await app.start(held)
+    stop_claiming = app._worker.stop_claiming
+    run = app._runs[handle.workflow_id][1]
+
+    async def stop_claiming_while_the_run_ends() -> None:
+        release.set()
+        await run  # the last run has ended before the claims stop
+        await stop_claiming()
+
+    app._worker.stop_claiming = stop_claiming_while_the_run_ends  # type: ignore[method-assign]
+    await app.close(grace=5)
+    stored = await store.get_workflow(handle.workflow_id)
+    assert stored is not None and stored.status is WorkflowStatus.COMPLETED
