@@ -8,7 +8,6 @@ first unrecorded one runs live and is recorded.
 
 from __future__ import annotations
 
-import inspect
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
@@ -42,7 +41,7 @@ from durably.registry import StepDefinition
 from durably.replay import compensation_seq, patch_decision
 from durably.retry import NO_RETRY, RetryPolicy
 from durably.saga import Compensation
-from durably.step_call import StepInfo, call_step_function
+from durably.step_call import StepInfo, call_step_function, is_async_function
 from durably.waits import DurableWaits
 
 R = TypeVar("R")
@@ -163,7 +162,7 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
         Raises:
             TypeError: the step is a plain ``def``: an async workflow cannot block on it.
         """
-        if not inspect.iscoroutinefunction(definition.fn):
+        if not is_async_function(definition.fn):
             raise TypeError(
                 f"step {definition.name!r} is a plain def called from an async workflow; "
                 f"use `await ctx.step({definition.name!r}, {definition.fn.__name__}, ...)` "

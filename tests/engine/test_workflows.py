@@ -206,6 +206,30 @@ async def test_decorated_steps_are_recorded_with_their_names(
     ]
 
 
+async def test_a_decorated_plain_def_step_called_from_an_async_workflow_fails_it(
+    app: Durably,
+) -> None:
+    """An async workflow cannot block on a plain def step called directly: the call
+    raises a TypeError that says how to call it, and the workflow fails with it."""
+
+    @app.step()
+    def weigh(item: str) -> int:
+        return len(item)
+
+    @app.workflow()
+    async def ship(ctx: Context, item: str) -> int:
+        return await weigh(item)  # type: ignore[no-any-return, misc]
+
+    handle = await app.start(ship, "crate")
+    with pytest.raises(WorkflowFailedError) as failed:
+        await handle.result()
+    assert failed.value.status == WorkflowStatus.FAILED
+    assert failed.value.error_type == "TypeError"
+    assert "await ctx.step('weigh', weigh, ...)" in (failed.value.error_message or "")
+    history = await app.store.load_history(handle.workflow_id)
+    assert history.operations == {}  # nothing ran as a step
+
+
 async def test_decorated_step_runs_plainly_outside_a_workflow(app: Durably) -> None:
     """Calling a step function outside a workflow just calls it."""
 
