@@ -63,7 +63,6 @@ def made_by_fence(record: WorkflowRecord, fence: Fence, wanted: WorkflowStatus) 
         releasing
         and record.status is wanted
         and record.owner is None
-        and record.workflow_id == fence.workflow_id
         and record.fence == fence.fence
     )
 

@@ -32,11 +32,10 @@ from durably.models import (
 from durably.store._rules import (
     cancel_action,
     lease_lost,
-    made_by_fence,
+    made_or_refused,
     queue_allowance,
     require_same_workflow,
     resume_target,
-    transition_refused,
     workflow_finished,
     workflow_not_found,
 )
@@ -86,6 +85,10 @@ def _claimed_version(record: WorkflowRecord, versions: Mapping[str, Sequence[str
     """The version a claim leaves on ``record``: the claimer's own when it never ran."""
     runs = () if versions is None else versions.get(record.workflow_name, ())
     return runs[0] if runs and _never_ran(record) else record.version
+
+
+def _is_owned_by(record: WorkflowRecord, fence: Fence) -> bool:
+    return record.owner == fence.owner and record.fence == fence.fence
 
 
 def _has_live_lease(record: WorkflowRecord, now: int) -> bool:
@@ -386,17 +389,12 @@ class MemoryStore:
 
     # -- history ---------------------------------------------------------------------
 
-    def _made_by_fence(self, fence: Fence, wanted: WorkflowStatus) -> WorkflowRecord | None:
-        """The record, when ``fence`` already made this releasing change (asked again)."""
-        record = self._workflows.get(fence.workflow_id)
-        return record if record is not None and made_by_fence(record, fence, wanted) else None
-
     def _owned(self, fence: Fence) -> WorkflowRecord:
         """The workflow, if ``fence`` still owns it."""
         record = self._workflows.get(fence.workflow_id)
         if record is None:
             raise lease_lost(fence, "the workflow does not exist")
-        if record.owner != fence.owner or record.fence != fence.fence:
+        if not _is_owned_by(record, fence):
             raise lease_lost(fence)
         return record
 
@@ -461,12 +459,13 @@ class MemoryStore:
         error: str | None = None,
     ) -> WorkflowRecord:
         """Compare-and-set the status, fenced (see :class:`~durably.store.Store`)."""
-        made = self._made_by_fence(fence, status)
-        if made is not None:
-            return made
-        record = self._owned(fence)
-        if record.status is not status and record.status not in allowed_sources(status):
-            raise transition_refused(fence, record.status, status)
+        record = self._workflows.get(fence.workflow_id)
+        if (
+            record is None
+            or not _is_owned_by(record, fence)
+            or (record.status is not status and record.status not in allowed_sources(status))
+        ):
+            return made_or_refused(record, fence, status)
         releases = status.is_terminal or status is WorkflowStatus.PARKED
         updated = dataclasses.replace(
             record,
@@ -496,12 +495,13 @@ class MemoryStore:
         running also makes it due now: its owner may have suspended before seeing
         the flag, and a workflow waiting only for a signal would otherwise never see it.
         """
-        made = self._made_by_fence(fence, WorkflowStatus.SUSPENDED)
-        if made is not None:
-            return made
-        record = self._owned(fence)
-        if record.status is not WorkflowStatus.RUNNING:
-            raise transition_refused(fence, record.status, WorkflowStatus.SUSPENDED)
+        record = self._workflows.get(fence.workflow_id)
+        if (
+            record is None
+            or not _is_owned_by(record, fence)
+            or record.status is not WorkflowStatus.RUNNING
+        ):
+            return made_or_refused(record, fence, WorkflowStatus.SUSPENDED)
         if record.cancel_requested or (
             waiting_for_signal is not None
             and self._oldest_unconsumed(fence.workflow_id, waiting_for_signal) is not None

@@ -462,10 +462,7 @@ class SqliteStore:
         }
 
         def work(connection: sqlite3.Connection) -> WorkflowRecord:
-            row = _changed_row(connection, Q["set_workflow_status"], params)
-            if row is None:
-                return _made_or_refused(connection, fence, status)
-            return _rows.workflow_from_row(row)
+            return _changed_or_made(connection, Q["set_workflow_status"], params, fence, status)
 
         return await self._write(work)
 
@@ -489,10 +486,9 @@ class SqliteStore:
         }
 
         def work(connection: sqlite3.Connection) -> WorkflowRecord:
-            row = _changed_row(connection, Q["suspend_workflow"], params)
-            if row is None:
-                return _made_or_refused(connection, fence, WorkflowStatus.SUSPENDED)
-            return _rows.workflow_from_row(row)
+            return _changed_or_made(
+                connection, Q["suspend_workflow"], params, fence, WorkflowStatus.SUSPENDED
+            )
 
         return await self._write(work)
 
@@ -604,21 +600,24 @@ class SqliteStore:
         return [_rows.signal_from_row(row) for row in rows]
 
 
-def _changed_row(connection: sqlite3.Connection, update: str, params: dict[str, Any]) -> Any:
-    """The workflow's row (a :class:`sqlite3.Row`) after ``update`` (of that one row, by ``params``'
-    ``workflow_id``) changed it, or None when it matched nothing: an UPDATE then a read
-    by primary key, in the same transaction, costs less than ``RETURNING *``."""
-    if not connection.execute(update, params).rowcount:
-        return None
-    return connection.execute(Q["get_workflow_row"], params).fetchone()
-
-
-def _made_or_refused(
-    connection: sqlite3.Connection, fence: Fence, wanted: WorkflowStatus
+def _changed_or_made(
+    connection: sqlite3.Connection,
+    update: str,
+    params: dict[str, Any],
+    fence: Fence,
+    wanted: WorkflowStatus,
 ) -> WorkflowRecord:
-    """See :func:`made_or_refused` (the row is read only on this rare path)."""
+    """The workflow's row after the fenced status ``update`` (of its one row, by
+    ``params``' ``workflow_id``); when it matched nothing, the row if it shows that
+    very change made already, else the refusal raised (see :func:`made_or_refused`).
+    An UPDATE then a read by primary key, in the same transaction, costs less than
+    ``RETURNING *``."""
+    changed = connection.execute(update, params).rowcount
     row = connection.execute(Q["get_workflow_row"], {"workflow_id": fence.workflow_id}).fetchone()
-    return made_or_refused(None if row is None else _rows.workflow_from_row(row), fence, wanted)
+    record = None if row is None else _rows.workflow_from_row(row)
+    if changed and record is not None:
+        return record
+    return made_or_refused(record, fence, wanted)
 
 
 def _record(connection: sqlite3.Connection, fence: Fence, values: tuple[Any, ...]) -> None:
