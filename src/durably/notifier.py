@@ -112,13 +112,13 @@ class Notifier:
         # for every wait: cheaper than a sleeping task per wait. A body's wait keeps
         # its own, made in the body's context: the test kit's clock tells whose it is.
         shared = until is not None and current_workflow_context.get() is None
-        own_timer = None
-        if shared:
-            assert until is not None
-            self._timed_waits += 1
-            self._add_deadline(until, waiter)
-        elif until is not None:
-            own_timer = asyncio.ensure_future(self._give_up_at(until, waiter))
+        own_timer: asyncio.Task[None] | None = None
+        if until is not None:
+            if shared:
+                self._timed_waits += 1
+                self._add_deadline(until, waiter)
+            else:
+                own_timer = asyncio.ensure_future(self._give_up_at(until, waiter))
         try:
             return await waiter
         finally:
