@@ -72,14 +72,19 @@ class AppActions(AppRuns):
             WorkflowFinishedError: it already ended in another status.
         """
         self._require_open()
+        workflow_id = validate_identifier(workflow_id, "workflow_id")
+        before = await self._store.get_workflow(workflow_id) if self._env.observers else None
         record = await self._store.request_cancel(
-            validate_identifier(workflow_id, "workflow_id"),
-            compensate=compensate,
-            now=self._clock.now(),
+            workflow_id, compensate=compensate, now=self._clock.now()
         )
         self._interrupt_cancelled([workflow_id])
         self._notifier.notify(workflow_id)
         self._notifier.notify_work_due()
-        if record.status is WorkflowStatus.CANCELLED and self._env.children is not None:
-            await self._env.children.workflow_ended(workflow_id, record.status)
+        if record.status is WorkflowStatus.CANCELLED:
+            if before is not None and not before.status.is_terminal:
+                # Nobody was running it: this request ended it, so no run will tell
+                # the observers (a run that stops on the request tells them itself).
+                self._env.observers.emit("on_workflow_finish", workflow_id, record.status)
+            if self._env.children is not None:
+                await self._env.children.workflow_ended(workflow_id, record.status)
         return record.status

@@ -144,7 +144,9 @@ class Observer:
         """A workflow whose previous run did not end is being recovered."""
 
     def on_recovery_complete(self, workflow_id: str, succeeded: bool) -> None:
-        """A recovered run ended (``succeeded``: it completed)."""
+        """A recovered run ended. ``succeeded``: it completed the workflow, or brought
+        it back to a durable wait (``SUSPENDED``, whose wake-ups are ordinary runs);
+        False when the run failed, compensated, was cancelled or parked."""
 
     def on_error(self, workflow_id: str, context: str, error: BaseException) -> None:
         """An error durably handled internally (a store failure, a lost lease...)."""

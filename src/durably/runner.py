@@ -151,9 +151,10 @@ class WorkflowRun:
         if status is not None and status is not WorkflowStatus.SUSPENDED:
             env.observers.emit("on_workflow_finish", record.workflow_id, status)
         if self._recovered and status is not None:
-            env.observers.emit(
-                "on_recovery_complete", record.workflow_id, status is WorkflowStatus.COMPLETED
-            )
+            # A recovered run that suspends brought the workflow back to a durable
+            # wait: the recovery succeeded (its later wake-ups are ordinary runs).
+            recovered = status in (WorkflowStatus.COMPLETED, WorkflowStatus.SUSPENDED)
+            env.observers.emit("on_recovery_complete", record.workflow_id, recovered)
         env.notifier.notify(record.workflow_id, final=self.final_record)
         if status is not None and status.is_terminal and env.children is not None:
             await env.children.workflow_ended(  # its parent, its children

@@ -116,6 +116,72 @@ async def test_closing_an_app_leaves_its_workflows_recoverable(
     assert undone == []
 
 
+class RecoveryRecorder(Observer):
+    """Records the recovery hooks by workflow id."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.completed: dict[str, bool] = {}
+
+    def on_recovery_start(self, workflow_id: str) -> None:
+        self.started.append(workflow_id)
+
+    def on_recovery_complete(self, workflow_id: str, succeeded: bool) -> None:
+        self.completed[workflow_id] = succeeded
+
+
+def recovered_workflow(app: Durably, hold: Callable[[], Any]) -> object:
+    """A workflow whose first step is ``hold``, then completes, suspends or fails."""
+
+    @app.workflow(name="recovered", version="1")
+    async def recovered(ctx: Context, ending: str) -> str:
+        await ctx.step("hold", hold)
+        if ending == "suspend":
+            await ctx.sleep("nap", timedelta(hours=1))
+        if ending == "fail":
+            raise ValueError("failed after recovery")
+        return ending
+
+    return recovered
+
+
+async def test_recovery_hooks_report_each_recovered_run_and_its_outcome(
+    app_factory: Callable[..., Durably],
+) -> None:
+    """Each workflow a new app takes over is reported when its recovery starts and when
+    that run ends: succeeded when it completed or went back to a durable wait, not when
+    it failed."""
+    held = asyncio.Event()
+
+    async def blocking() -> None:
+        held.set()
+        await asyncio.Event().wait()
+
+    first_app = app_factory()
+    workflow = recovered_workflow(first_app, blocking)
+    endings = ("complete", "suspend", "fail")
+    async with first_app:
+        for ending in endings:
+            held.clear()
+            await first_app.start(workflow, ending, workflow_id=f"r-{ending}")  # type: ignore[arg-type]
+            await held.wait()
+
+    observer = RecoveryRecorder()
+    second_app = app_factory(observers=[observer], inline_wait=timedelta(0))
+    recovered_workflow(second_app, lambda: None)
+    async with second_app:
+        for ending in endings:
+            status = WorkflowStatus.SUSPENDED if ending == "suspend" else None
+            for _ in range(10_000):
+                if ending in {i.removeprefix("r-") for i in observer.completed}:
+                    break
+                await asyncio.sleep(0)
+            if status is not None:
+                assert await second_app.handle(f"r-{ending}").status() is status
+    assert sorted(observer.started) == ["r-complete", "r-fail", "r-suspend"]
+    assert observer.completed == {"r-complete": True, "r-suspend": True, "r-fail": False}
+
+
 async def _has_ops(app: Durably, workflow_id: str) -> bool:
     history = await app.store.load_history(workflow_id)
     return bool(history.operations)

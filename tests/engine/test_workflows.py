@@ -18,6 +18,7 @@ import durably
 from durably import (
     Context,
     Durably,
+    MemoryStore,
     WorkflowConflictError,
     WorkflowFailedError,
     WorkflowNotFoundError,
@@ -25,6 +26,7 @@ from durably import (
     WorkflowStatus,
 )
 from durably.models import WorkflowRecord
+from durably.testing import FakeClock
 
 
 class Tier(Enum):
@@ -272,6 +274,67 @@ async def test_same_id_with_different_input_is_a_conflict(app: Durably) -> None:
     assert await app.handle("dup").result() == 1
 
 
+async def test_same_id_with_another_workflow_is_a_conflict(app: Durably) -> None:
+    """Reusing an id for another workflow (same input) raises WorkflowConflictError
+    naming both, and changes nothing."""
+
+    @app.workflow()
+    async def first(ctx: Context, n: int) -> int:
+        return n
+
+    @app.workflow()
+    async def second(ctx: Context, n: int) -> int:
+        return -n
+
+    await app.run(first, 1, workflow_id="taken")
+    with pytest.raises(WorkflowConflictError, match="taken"):
+        await app.start(second, 1, workflow_id="taken")
+    info = await app.get_workflow("taken")
+    assert info.workflow_name.endswith(".first")
+    assert await app.handle("taken").result() == 1
+
+
+async def test_a_step_costs_one_store_write_and_no_read() -> None:
+    """The hot path: one write per step, none of them preceded by a read; a new
+    workflow's history is never loaded."""
+    store = MemoryStore()
+    calls: dict[str, int] = {}
+    for name in [
+        "create_workflow",
+        "get_workflow",
+        "load_history",
+        "list_operations",
+        "record_operation",
+        "record_attempt",
+        "set_workflow_status",
+        "suspend_workflow",
+    ]:
+        method = getattr(store, name)
+
+        async def counted(*args: Any, _name: str = name, _method: Any = method, **kw: Any) -> Any:
+            calls[_name] = calls.get(_name, 0) + 1
+            return await _method(*args, **kw)
+
+        setattr(store, name, counted)
+    app = Durably(store, clock=FakeClock())
+
+    async def add(value: int) -> int:
+        return value + 1
+
+    @app.workflow()
+    async def ten_steps(ctx: Context) -> int:
+        value = 0
+        for index in range(10):
+            value = await ctx.step(f"step-{index}", add, value)
+        return value
+
+    async with app:
+        handle = await app.start(ten_steps, workflow_id="counted")
+        calls.clear()  # what starting costs is not the steps' business
+        assert await handle.result() == 10
+    assert calls == {"record_operation": 10, "set_workflow_status": 1}
+
+
 async def test_unregistered_workflow_is_refused(app: Durably) -> None:
     """Starting a function that is not a registered workflow explains what to do."""
 
@@ -437,6 +500,30 @@ async def test_app_methods_refuse_when_closed(app_factory: Callable[..., Durably
     closed = app_factory()
     with pytest.raises(durably.AppClosedError, match="async with"):
         await closed.get_workflow("x")
+
+
+async def test_closing_twice_is_harmless_and_a_closed_app_refuses_calls(
+    app_factory: Callable[..., Durably],
+) -> None:
+    """Closing is idempotent (the seed's dispose); an app that was open and closed
+    refuses every call with AppClosedError, and the store keeps what it recorded."""
+    app = app_factory()
+
+    @app.workflow()
+    async def one(ctx: Context) -> int:
+        return 1
+
+    async with app:
+        assert await app.run(one, workflow_id="before-close") == 1
+    await app.close()
+    await app.close()
+    with pytest.raises(durably.AppClosedError):
+        await app.start(one)
+    with pytest.raises(durably.AppClosedError):
+        await app.get_workflow("before-close")
+    reopened = app_factory()
+    async with reopened:
+        assert (await reopened.get_workflow("before-close")).status is WorkflowStatus.COMPLETED
 
 
 async def test_id_generator_names_workflows_started_without_an_id(
