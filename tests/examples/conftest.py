@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,9 @@ def run_scenario(
     return Scenario(state, finished)
 
 
-def _environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+def example_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for an example: unbuffered output, no pause point
+    unless ``extra`` sets one."""
     environment = {key: value for key, value in os.environ.items() if key != PAUSE_VARIABLE}
     environment["PYTHONUNBUFFERED"] = "1"
     environment.update(extra or {})
@@ -91,7 +94,7 @@ def run_example(script: str, *args: str) -> Finished:
         stderr=subprocess.STDOUT,
         text=True,
         timeout=PROCESS_TIMEOUT,
-        env=_environment(),
+        env=example_environment(),
         check=False,
     )
     return Finished(completed.returncode, completed.stdout)
@@ -104,7 +107,7 @@ def start_example(script: str, *args: str, pause: str | None = None) -> subproce
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=_environment({PAUSE_VARIABLE: pause} if pause else None),
+        env=example_environment({PAUSE_VARIABLE: pause} if pause else None),
     )
 
 
@@ -128,10 +131,39 @@ def read_until(process: subprocess.Popen[str], marker: str) -> str:
     pytest.fail(f"the example ended ({process.returncode}) before {marker!r}:\n{''.join(lines)}")
 
 
+def read_lines(process: subprocess.Popen[str], count: int) -> list[str]:
+    """Read the process's next ``count`` output lines (without their line ends).
+
+    Fails the test if the process ends (or hangs for PROCESS_TIMEOUT) first.
+    """
+    assert process.stdout is not None
+    watchdog = threading.Timer(PROCESS_TIMEOUT, process.kill)
+    watchdog.start()
+    lines: list[str] = []
+    try:
+        while len(lines) < count and (line := process.stdout.readline()):
+            lines.append(line.removesuffix("\n"))
+    finally:
+        watchdog.cancel()
+    if len(lines) < count:
+        process.wait()
+        pytest.fail(f"the process ended ({process.returncode}) after:\n" + "\n".join(lines))
+    return lines
+
+
 def finish(process: subprocess.Popen[str]) -> Finished:
     """Wait for a started example to end; return the rest of its output."""
     output, _ = process.communicate(timeout=PROCESS_TIMEOUT)
     return Finished(process.returncode, output)
+
+
+def kill(process: subprocess.Popen[str]) -> None:
+    """SIGKILL a started example (if it still runs) and reap it: a zombie would still
+    count as alive for the next process, which would then wait for its lease to expire."""
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.stdout is not None
+    process.stdout.close()
 
 
 def kill_when_paused(script: str, *args: str, pause: str) -> str:
@@ -140,11 +172,8 @@ def kill_when_paused(script: str, *args: str, pause: str) -> str:
     process = start_example(script, *args, pause=pause)
     try:
         output = read_until(process, f"PAUSED after {pause}")
-        process.send_signal(signal.SIGKILL)
     finally:
-        process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
+        kill(process)
     assert process.returncode == -signal.SIGKILL, output
     return output
 
@@ -182,16 +211,31 @@ def operation_of(pause: str) -> str:
     return pause.partition("#")[0]
 
 
-def wait_for_status(database: Path, workflow_id: str, status: durably.WorkflowStatus) -> None:
+def wait_for_status(
+    database: Path, workflow_id: str, status: durably.WorkflowStatus
+) -> durably.WorkflowInfo:
     """Block until the workflow (which must exist) reaches ``status``, watching the
-    database from this process (no sleeps: ``watch`` wakes at every change it sees)."""
+    database from this process (no sleeps: ``watch`` wakes at every change it sees);
+    return the workflow as it was then (``wake_at`` says when a suspended one is due)."""
 
-    async def watch() -> None:
+    async def watch() -> durably.WorkflowInfo:
         client = durably.Durably(f"sqlite:///{database}", worker=False, poll_interval=0.02)
         async with client:
             async for info in client.watch(workflow_id):
                 if info.status is status:
-                    return
+                    return info
         pytest.fail(f"{workflow_id} does not exist or ended without reaching {status}")
 
-    asyncio.run(asyncio.wait_for(watch(), PROCESS_TIMEOUT))
+    return asyncio.run(asyncio.wait_for(watch(), PROCESS_TIMEOUT))
+
+
+def wait_until_past(moment: datetime) -> None:
+    """Block until the wall clock is past ``moment``, a deadline read from the workflow
+    database: the condition waited for is the recorded deadline itself, not a guessed
+    duration. Fails at once if ``moment`` is more than PROCESS_TIMEOUT away."""
+    remaining = (moment - datetime.now(UTC)).total_seconds()
+    assert remaining < PROCESS_TIMEOUT, f"{moment} is {remaining:.0f}s away"
+    passed = threading.Event()  # never set: wait() is the timed wait
+    while remaining >= 0:
+        passed.wait(remaining + 0.001)
+        remaining = (moment - datetime.now(UTC)).total_seconds()

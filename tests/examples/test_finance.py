@@ -31,12 +31,20 @@ def finance(state: Path, *args: str) -> Finished:
     return run_example(SCRIPT, *args, "--state", str(state))
 
 
-def balances(state: Path) -> dict[str, int]:
-    """Every ledger account's balance, after checking that the ledger balances."""
+def ledger_balances(state: Path) -> dict[str, int]:
+    """Every ledger account's balance (``transit`` included), after checking that they
+    sum to zero: true at every moment, even with a transfer half done."""
     accounts = service_states(state)["ledger"]["accounts"]
     found = {name: account["balance"] for name, account in accounts.items()}
     assert sum(found.values()) == 0, f"the ledger does not balance: {found}"
-    assert found["transit"] == 0, "money left in transit"
+    return found
+
+
+def balances(state: Path) -> dict[str, int]:
+    """Every ledger account's balance once no transfer is under way: the ledger
+    balances and no money is left in transit."""
+    found = ledger_balances(state)
+    assert found["transit"] == 0, f"money left in transit: {found}"
     return found
 
 
@@ -81,9 +89,11 @@ def test_killed_mid_way_resumes_to_the_same_bank_state(
     uncrashed: dict[str, Scenario],
     tmp_path: Path,
 ) -> None:
-    """SIGKILL after a request was applied: the new process ends with the same
-    documents, checks, accounts and postings as a run without a crash."""
+    """SIGKILL after a request was applied: the ledger balances at the moment of the
+    crash (money in transit counted); the new process ends with the same documents,
+    checks, accounts and postings as a run without a crash."""
     kill_when_paused(SCRIPT, *command, "--state", str(tmp_path), pause=pause)
+    ledger_balances(tmp_path)
     resumed = finance(tmp_path, *command)
     assert resumed.returncode == uncrashed[scenario].finished.returncode, resumed.output
     assert service_states(tmp_path) == uncrashed[scenario].services
@@ -125,3 +135,18 @@ def test_refused_first_deposit_closes_the_account_and_deletes_the_document(tmp_p
     assert states["ledger"]["accounts"]["acc-max"] == {"balance": 0, "status": "closed"}
     assert states["vault"]["documents"]["doc-1"]["status"] == "deleted"
     balances(tmp_path)
+
+
+def test_low_credit_score_rejects_and_deletes_the_document(tmp_path: Path) -> None:
+    """bob scores 540: turned down after the credit check, his passport scan deleted,
+    no account opened and no money moved."""
+    finished = finance(tmp_path, "onboard", "bob", "--name", "Bob Builder")
+    assert finished.returncode == 1
+    assert "kyc-bob COMPENSATED: ApplicationRejected: credit score 540 is below 600" in (
+        finished.output
+    )
+    states = service_states(tmp_path)
+    assert states["vault"]["documents"] == {"doc-1": {"owner": "bob", "status": "deleted"}}
+    assert states["checks"]["billed_checks"] == 2
+    assert "acc-bob" not in balances(tmp_path)
+    assert states["ledger"]["postings"] == []

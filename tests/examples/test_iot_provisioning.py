@@ -1,29 +1,36 @@
 """examples/iot_provisioning.py: a typed signal from another process, a durable
-timeout, and SIGKILL before the signal arrives."""
+timeout, and SIGKILL before the signal arrives and while the workflow waits for it."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import durably
+
 from .conftest import (
     Finished,
     duplicates,
     finish,
+    kill,
     kill_when_paused,
     operation_of,
     read_until,
     run_example,
     service_states,
     start_example,
+    wait_for_status,
+    wait_until_past,
 )
 
 pytestmark = pytest.mark.crash
 
 SCRIPT = "iot_provisioning.py"
 DEVICE = "sensor-42"
+WORKFLOW = f"provision-{DEVICE}"
 WAITING = f"{DEVICE}: waiting for firmware_update_complete"
 
 
@@ -101,3 +108,58 @@ def test_a_failed_update_report_unregisters_the_device(tmp_path: Path) -> None:
     assert finished.returncode == 1
     assert "FirmwareReport(version='2.4.1', succeeded=False)" in finished.output
     assert service_states(tmp_path)["cloud"]["things"]["thing-1"]["status"] == "unregistered"
+
+
+def test_killed_while_waiting_for_the_report_consumes_it_after_resuming(
+    uncrashed: dict[str, Any], tmp_path: Path
+) -> None:
+    """SIGKILL once the workflow says it waits for the signal; the report is sent while
+    no process runs it; a new process consumes it and ends as a run without a crash."""
+    process = start_example(SCRIPT, "provision", DEVICE, "--state", str(tmp_path))
+    try:
+        read_until(process, WAITING)
+    finally:
+        kill(process)
+    assert process.returncode == -signal.SIGKILL
+    assert service_states(tmp_path)["cloud"]["things"]["thing-1"]["status"] == "registered"
+    report(tmp_path)
+    resumed = run_example(SCRIPT, "provision", DEVICE, "--state", str(tmp_path))
+    assert resumed.returncode == 0, resumed.output
+    assert f"{WORKFLOW}: found " in resumed.output
+    assert service_states(tmp_path) == uncrashed
+    assert duplicates(tmp_path) == []
+
+
+def test_killed_while_waiting_then_resumed_after_the_deadline_unregisters_at_once(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL while the workflow waits (its deadline recorded: it is SUSPENDED until
+    then); nothing is reported; a process started after the deadline does not wait a
+    new timeout: the wait ends with None at once and the registration is undone."""
+    timeout = 2.0  # above the engine's 1 s inline wait, so that the workflow suspends
+    provision = ("provision", DEVICE, "--timeout", str(timeout), "--state", str(tmp_path))
+    process = start_example(SCRIPT, *provision)
+    try:
+        read_until(process, WAITING)
+        suspended = wait_for_status(
+            tmp_path / "workflows.db", WORKFLOW, durably.WorkflowStatus.SUSPENDED
+        )
+    finally:
+        kill(process)
+    assert process.returncode == -signal.SIGKILL
+    # Killed before its deadline: the registration is still there to be undone.
+    assert service_states(tmp_path)["cloud"]["things"]["thing-1"]["status"] == "registered"
+    assert suspended.wake_at is not None
+    wait_until_past(suspended.wake_at)
+    resumed = run_example(SCRIPT, *provision)
+    assert resumed.returncode == 1, resumed.output
+    assert f"{WORKFLOW}: found SUSPENDED" in resumed.output
+    assert "COMPENSATED: FirmwareUpdateFailed: no firmware report from sensor-42" in (
+        resumed.output
+    )
+    assert WAITING not in resumed.output  # the recorded wait was replayed, not started anew
+    (undone,) = resumed.lines_containing("cloud", "unregistered thing-1")
+    seconds = float(undone.partition("s")[0])  # the trace's time since the process started
+    assert seconds < timeout, f"the new process waited again: {resumed.output}"
+    assert service_states(tmp_path)["cloud"]["things"]["thing-1"]["status"] == "unregistered"
+    assert duplicates(tmp_path) == []

@@ -81,3 +81,25 @@ def test_message_written_after_a_crash_follows_the_recovered_ones(tmp_path: Path
     resumed = messaging(tmp_path, "flush")
     assert "flush-m-6-to-m-6: sending 1 messages" in resumed.output
     assert inbox(tmp_path) == [*TEXTS, "sorry, phone died"]
+
+
+def test_a_message_in_two_flushes_reaches_the_inbox_once(tmp_path: Path) -> None:
+    """The broker keys a message by its own id, not by the step that sends it: a flush
+    killed after publishing m-2 is lost with its workflow database, and a later flush
+    (another workflow, so other step keys) publishes m-2 again; bob has it once."""
+    messaging(tmp_path, "queue", "--to", "bob", *TEXTS[:3])
+    kill_when_paused(SCRIPT, "flush", "--state", str(tmp_path), pause="broker.publish#2")
+    messaging(tmp_path, "queue", "--to", "bob", TEXTS[3])
+    lost = ("--db", str(tmp_path / "reinstalled.db"))  # the old flush is not found again
+    again = messaging(tmp_path, "flush", *lost)
+    assert "flush-m-2-to-m-4: sending 3 messages" in again.output  # m-2 is still queued
+    assert inbox(tmp_path) == TEXTS[:4]
+    published = [e for e in journal(tmp_path, "broker") if e["outcome"] != "unavailable"]
+    assert [(e["key"], e["outcome"]) for e in published] == [
+        ("m-1", "applied"),
+        ("m-2", "applied"),
+        ("m-2", "duplicate"),
+        ("m-3", "applied"),
+        ("m-4", "applied"),
+    ]
+    assert duplicates(tmp_path) == ["broker.publish"]

@@ -70,9 +70,10 @@ def test_killed_between_batches_resumes_to_the_same_database(
     assert duplicates(tmp_path) == ["progress.batch_done"]
 
 
-def test_bad_row_restores_the_backup(tmp_path: Path) -> None:
-    """A customer with an empty name fails batch 3: the database is restored, byte for
-    byte the version-1 database it was."""
+@pytest.fixture
+def bad_database(tmp_path: Path) -> Path:
+    """A version-1 database of 10 customers whose 8th has an empty name (batch 3 of 4
+    with batches of 3 rows)."""
     target = tmp_path / "shop.db"
     with closing(sqlite3.connect(target)) as db:
         db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
@@ -82,10 +83,37 @@ def test_bad_row_restores_the_backup(tmp_path: Path) -> None:
         )
         db.execute("PRAGMA user_version = 1")
         db.commit()
-    original = dump(target)
-    finished = migrate(tmp_path / "state", "--target", str(target), "--batch-size", "3")
+    return target
+
+
+def test_bad_row_restores_the_backup(bad_database: Path, tmp_path: Path) -> None:
+    """A customer with an empty name fails batch 3: the database is restored to the
+    version-1 database it was (same schema version, same SQL dump: schema and rows)."""
+    original = dump(bad_database)
+    bad = ("--target", str(bad_database), "--batch-size", "3")
+    finished = migrate(tmp_path / "state", *bad)
     assert finished.returncode == 1
     assert "COMPENSATED: ValueError: customer 8 has an empty name" in finished.output
     assert "restored" in finished.output
-    assert dump(target) == original
+    assert dump(bad_database) == original
     assert service_states(tmp_path / "state")["progress"]["batches_done"] == [0, 1]
+
+
+def test_killed_after_the_first_batch_of_a_bad_database_still_restores_it(
+    bad_database: Path, tmp_path: Path
+) -> None:
+    """SIGKILL right after batch 1 was committed (the database half migrated); the new
+    process redoes batch 1, fails on the bad row in batch 3 and restores the backup
+    taken by the killed process."""
+    original = dump(bad_database)
+    bad = ("--target", str(bad_database), "--batch-size", "3")
+    state = tmp_path / "state"
+    kill_when_paused(SCRIPT, "--state", str(state), *bad, pause="progress.batch_done#1")
+    assert dump(bad_database) != original
+    resumed = migrate(state, *bad)
+    assert resumed.returncode == 1, resumed.output
+    assert "COMPENSATED: ValueError: customer 8 has an empty name" in resumed.output
+    assert "backed up" not in resumed.output and "restored" in resumed.output
+    assert dump(bad_database) == original
+    assert service_states(state)["progress"]["batches_done"] == [0, 1]
+    assert duplicates(state) == ["progress.batch_done"]
