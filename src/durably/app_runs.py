@@ -65,6 +65,8 @@ class AppRuns(AppState):
             started_at=now if runs_here else None,
         )
         stored, created = await self._store.create_workflow(record)
+        if created:
+            self._notifier.notify_listed()
         if created and runs_here:
             # Just created: nothing to load; and unless it is a child, no parent.
             self._launch(stored, history=History(), may_have_parent=as_child)

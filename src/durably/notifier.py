@@ -23,6 +23,12 @@ def progress_key(workflow_id: str) -> str:
     return f"\x00progress\x00{workflow_id}"
 
 
+#: The key woken when any workflow is created or changes status: pass it to
+#: :meth:`Notifier.generation`, :meth:`~Notifier.watching` and :meth:`~Notifier.wait`
+#: to watch lists of workflows.
+ANY_WORKFLOW = "\x00any"
+
+
 class Notifier:
     """Per-workflow change notifications and one "work is due" flag for the scheduler."""
 
@@ -62,6 +68,12 @@ class Notifier:
         if final is not None and workflow_id in self._watchers:
             self._final[workflow_id] = (self._generations[workflow_id], final)
         self._fire(progress_key(workflow_id))
+        self._fire(ANY_WORKFLOW)
+
+    def notify_listed(self) -> None:
+        """Wake only those watching lists of workflows: one was created, claimed or
+        suspended (news to nobody waiting on the workflow itself)."""
+        self._fire(ANY_WORKFLOW)
 
     def final(self, workflow_id: str, *, since: int) -> WorkflowRecord | None:
         """The record handed to :meth:`notify` when ``workflow_id`` ended in this

@@ -225,6 +225,7 @@ class WorkflowRun:
                 waiting_for_signal=outcome.signal,
             )
             env.notifier.notify_work_due()
+            env.notifier.notify_listed()
             return WorkflowStatus.SUSPENDED
         if isinstance(outcome, _Abandon):
             raise outcome

@@ -85,8 +85,8 @@ class Worker:
         hostname = socket.gethostname()
         for executor_id, host, pid, _ in await self._store.list_executors():
             if executor_id == self._executor_id:
-                # Our own previous incarnation (a fixed executor_id): its runs are dead.
-                await self._store.release_workflows(owner=executor_id)
+                # Our own previous incarnation (a fixed executor_id): its runs crashed.
+                await self._store.remove_executor(executor_id=executor_id, expire_leases=True)
             elif host == hostname and pid != os.getpid() and not is_process_alive(pid):
                 expired = await self._store.remove_executor(
                     executor_id=executor_id, expire_leases=True
@@ -143,6 +143,8 @@ class Worker:
                 )
 
             claimed.extend(await self._claim_batches(queued))
+        if claimed:
+            self._notifier.notify_listed()
         return claimed
 
     async def _claim_batches(

@@ -33,3 +33,17 @@ def test_the_example_shop_records_the_workflows_the_page_lists(tmp_path: Path) -
     page = PAGE.read_text(encoding="utf-8")
     for row in ("│ order-A-1   │ checkout │ SUSPENDED", "│ order-A-2   │ checkout │ COMPENSATED"):
         assert row in page
+
+
+def test_the_page_shows_the_real_help_of_every_command() -> None:
+    """The "All commands" block is `durably --help` as it prints on a terminal 104
+    columns wide, and every command it lists is described on the page."""
+    page = PAGE.read_text(encoding="utf-8")
+    (shown,) = re.findall(r"```console\n\$ durably --help\n(.*?)```", page, re.DOTALL)
+    printed = run_durably(["--help"], env={"COLUMNS": "104"})
+    assert printed.returncode == 0
+    assert shown == printed.stdout
+    commands = re.findall(r"^  (\w+)  ", printed.stdout.split("Commands:")[1], re.MULTILINE)
+    assert "dashboard" in commands and "worker" in commands
+    for command in commands:
+        assert f"`durably {command}" in page, command

@@ -220,6 +220,8 @@ def test_help_lists_every_operator_command() -> None:
         "replay",
         "doctor",
         "demo",
+        "worker",
+        "dashboard",
     ):
         assert f"\n  {command} " in overview.stdout, command
     purge = run_durably(["purge", "--help"])

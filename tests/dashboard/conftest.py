@@ -167,19 +167,16 @@ class Server:
 TOKEN = "test-token-0123456789"  # noqa: S105 (a test token)
 
 
+#: The console script that ``pip install`` put beside this Python.
+DURABLY = Path(sys.executable).with_name("durably")
+
+
 def start_dashboard(db_url: str, *arguments: str, env: dict[str, str] | None = None) -> Server:
-    """Run ``durably dashboard --db URL --port 0`` and wait for the line with its URL."""
+    """Run ``durably dashboard --db URL --port 0`` (the installed console script) and
+    wait for the line with its URL."""
+    assert DURABLY.exists(), f"no console script at {DURABLY}: pip install -e '.[test]'"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "durably.cli.dashboard_command",
-            "--db",
-            db_url,
-            "--port",
-            "0",
-            *arguments,
-        ],
+        [str(DURABLY), "dashboard", "--db", db_url, "--port", "0", *arguments],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

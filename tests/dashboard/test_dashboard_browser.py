@@ -137,6 +137,7 @@ def test_signal_sent_through_the_page_changes_the_status_live(
     scenario.start_waiting("order-to-approve")
     page.goto(dashboard.url + "workflows/order-to-approve")
     expect(page.locator("#status")).to_have_attribute("data-status", "SUSPENDED")
+    expect(page.locator('form[data-action="resume"]')).to_be_hidden()
     page.evaluate("window.__notReloaded = true")
     page.locator("#token").fill(dashboard.token)
     form = page.locator('form[data-action="signal"]')
@@ -147,6 +148,10 @@ def test_signal_sent_through_the_page_changes_the_status_live(
     # The worker resumes it; the page polls and shows it, without a reload.
     expect(page.locator("#status")).to_have_attribute("data-status", "COMPLETED", timeout=WAIT_MS)
     expect(page.locator("#result")).to_contain_text("approved by dana")
+    # The actions follow the status: a finished workflow can only be forked.
+    for action in ("signal", "cancel", "resume"):
+        expect(page.locator(f'form[data-action="{action}"]')).to_be_hidden()
+    expect(page.locator('form[data-action="retry"]')).to_be_visible()
     assert page.evaluate("window.__notReloaded") is True
     scenario.statuses["order-to-approve"] = scenario.statuses["order-shipped"]
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from dashboard_workflows import HOSTILE, build_app
 
 from conftest import (
@@ -23,6 +25,7 @@ from conftest import (
     stop_dashboard,
     until,
 )
+from durably.errors import WorkflowFailedError
 from durably.models import WorkflowStatus
 
 #: A token that is not the dashboard's.
@@ -165,6 +168,40 @@ def test_cancel_resume_and_retry_through_the_api(dashboard: Server, scenario: Sc
     failed = _post(dashboard, "/api/workflows/order-failing/resume", {})
     assert failed.status == 200, failed.body
     assert failed.json()["workflow"]["status"] != "FAILED"
+
+
+def _shown_actions(body: str) -> list[str]:
+    """The action forms of a workflow's page that are not hidden."""
+    forms = re.findall(r'<form class="action" data-action="(\w+)"( hidden)?>', body)
+    assert forms, body
+    return [action for action, hidden in forms if not hidden]
+
+
+def test_a_workflow_page_shows_only_the_actions_that_apply(
+    dashboard: Server, scenario: Scenario
+) -> None:
+    """Signal and cancel until a workflow finishes, resume for a parked or failed one,
+    retry (a fork) for any; the live part says which, for the page's script."""
+    scenario.start_waiting("order-acted-on")
+
+    async def fail() -> None:
+        app = scenario.worker.app
+        handle = await app.start("failing-order", "x", workflow_id="order-fails-again")
+        with pytest.raises(WorkflowFailedError):
+            await handle.result()
+
+    scenario.worker.run(fail())
+    expected = {
+        "order-acted-on": ["signal", "cancel", "retry"],  # SUSPENDED
+        "order-fails-again": ["resume", "retry"],  # FAILED
+        "order-shipped": ["retry"],  # COMPLETED
+        "order-doomed": ["retry"],  # COMPENSATED
+    }
+    for workflow_id, actions in expected.items():
+        page = http(dashboard, f"/workflows/{workflow_id}")
+        assert _shown_actions(page.body) == actions, workflow_id
+        live = http(dashboard, f"/workflows/{workflow_id}/live").body
+        assert f'data-actions="{" ".join(actions)}"' in live, workflow_id
 
 
 def test_list_stays_fast_with_100000_workflows(tmp_path: Path) -> None:

@@ -229,10 +229,22 @@ async def test_recovery_does_not_wait_for_a_blocked_workflow(
         assert await second_app.handle("waiter").status() is WorkflowStatus.RUNNING
 
 
+def leaves_its_leases(app: Durably) -> Durably:
+    """Make closing ``app`` leave its leases to run out, as a killed process does (a
+    clean close gives them up, and a run given up is not a crash)."""
+
+    async def keep_leases(*, owner: str) -> int:
+        return 0
+
+    app.store.release_workflows = keep_leases  # type: ignore[method-assign]
+    return app
+
+
 async def test_workflow_is_parked_after_too_many_recovery_attempts(
-    app_factory: Callable[..., Durably],
+    app_factory: Callable[..., Durably], clock: FakeClock
 ) -> None:
-    """A workflow whose runs never end is parked instead of being retried forever."""
+    """A workflow whose runs never end (their processes die) is parked instead of
+    being retried forever."""
     gate = asyncio.Event()
     starts: list[int] = []
 
@@ -248,8 +260,9 @@ async def test_workflow_is_parked_after_too_many_recovery_attempts(
         return hangs
 
     for attempt in range(3):
-        app = app_factory(max_recovery_attempts=1)
+        app = leaves_its_leases(app_factory(max_recovery_attempts=1))
         workflow = register(app)
+        clock.advance(timedelta(hours=1))  # the previous app's leases run out
         async with app:
             if attempt == 0:
                 await app.start(workflow, workflow_id="crashy")  # type: ignore[arg-type]
@@ -267,6 +280,40 @@ async def test_workflow_is_parked_after_too_many_recovery_attempts(
                 assert info.error is not None
                 assert "recovery attempts" in info.error.message
     assert len(starts) == 2
+
+
+async def test_clean_restarts_during_a_long_step_never_park_the_workflow(
+    app_factory: Callable[..., Durably],
+) -> None:
+    """Each clean close gives the run up (a rolling deploy, a SIGTERM): the next app
+    takes it over, but no number of them counts as a crash."""
+    gate = asyncio.Event()
+    starts: list[int] = []
+
+    async def long_step() -> str:
+        starts.append(1)
+        await gate.wait()
+        return "done"
+
+    for restart in range(5):
+        app = app_factory(max_recovery_attempts=1)
+
+        @app.workflow(name="long")
+        async def long(ctx: Context) -> str:
+            return await ctx.step("long-step", long_step)
+
+        async with app:
+            if restart == 0:
+                await app.start(long, workflow_id="deployed-under")
+            await wait_for(lambda restart=restart: len(starts) == restart + 1)
+            info = await app.get_workflow("deployed-under")
+            assert (info.status, info.recovery_attempts) == (
+                WorkflowStatus.RUNNING,
+                0 if restart == 0 else 1,
+            )
+            if restart == 4:
+                gate.set()
+                assert await app.handle("deployed-under").result() == "done"
 
 
 class RecordingObserver(Observer):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import multiprocessing
 import os
@@ -28,6 +29,7 @@ from durably.errors import (
 )
 from durably.store import SqliteStore
 from durably.store.sqlite._migrate import latest_version, migrate, migrations
+from durably.testing._contract.existing import ExistingDatabaseContract
 from durably.testing.store_contract import NOW, claimed, operation, workflow
 
 NAMES = ("journal_mode", "synchronous", "busy_timeout", "foreign_keys", "temp_store", "cache_size")
@@ -515,6 +517,100 @@ async def test_status_columns_are_checked(store: SqliteStore) -> None:
     with pytest.raises(StoreError) as caught:
         await store.writer.submit(lambda c: c.execute("UPDATE workflows SET status = 'LOST'"))
     assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
+
+
+# -- opening without migrating -------------------------------------------------------
+
+
+class SqliteDatabase:
+    """A new, empty database file (0 bytes, as ``touch`` makes it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.touch()
+
+    def store(self, *, migrate: bool) -> SqliteStore:
+        """A new store on the file."""
+        return SqliteStore(self.path, migrate=migrate)
+
+    def _migrate(self, up_to: int) -> None:
+        connection = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            migrate(connection, up_to=up_to)
+        finally:
+            connection.close()
+
+    async def record_older_schema(self) -> None:
+        """The schema of the version before the latest."""
+        self._migrate(latest_version() - 1)
+
+    async def record_newer_schema(self) -> None:
+        """The latest schema, recorded as the version after it."""
+        self._migrate(latest_version())
+        with contextlib.closing(sqlite3.connect(self.path)) as connection:
+            connection.execute(f"PRAGMA user_version = {latest_version() + 1}")
+
+    async def snapshot(self) -> object:
+        """The file's bytes."""
+        return self.path.read_bytes()
+
+
+class TestSqliteExistingDatabase(ExistingDatabaseContract):
+    """SqliteStore(migrate=False) passes the contract of opening without migrating."""
+
+    @pytest.fixture
+    def database(self, tmp_path: Path) -> SqliteDatabase:
+        """An empty file."""
+        return SqliteDatabase(tmp_path / "existing.db")
+
+
+async def test_without_migrating_a_missing_file_is_refused_not_created(tmp_path: Path) -> None:
+    """No file appears, not even a directory."""
+    store = SqliteStore(tmp_path / "missing" / "typo.db", migrate=False)
+    with pytest.raises(ConfigurationError, match=r"no database file at .*typo\.db"):
+        await store.open()
+    assert os.listdir(tmp_path) == []
+
+
+async def test_without_migrating_an_empty_file_is_left_exactly_as_it_was(tmp_path: Path) -> None:
+    """Not a byte, a mode, or a -wal or -shm file beside it."""
+    path = tmp_path / "empty.db"
+    path.touch()
+    os.chmod(path, 0o644)
+    with pytest.raises(ConfigurationError, match="holds no durably tables"):
+        await SqliteStore(path, migrate=False).open()
+    assert path.read_bytes() == b""
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert os.listdir(tmp_path) == ["empty.db"]
+
+
+async def test_without_migrating_another_programs_database_is_not_durablys(
+    tmp_path: Path,
+) -> None:
+    """Its own tables and its own user_version (even one above durably's) are another
+    program's: the error says there are no durably tables, not that durably is old."""
+    path = tmp_path / "other.db"
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("CREATE TABLE invoices (n INTEGER)")
+        connection.execute(f"PRAGMA user_version = {latest_version() + 40}")
+        connection.commit()
+    before = path.read_bytes()
+    with pytest.raises(ConfigurationError, match="holds no durably tables"):
+        await SqliteStore(path, migrate=False).open()
+    assert path.read_bytes() == before
+
+
+async def test_without_migrating_a_file_that_is_not_sqlite_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    """A wrong path, said so: not a SQLite database, left alone."""
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"these are not the pages you are looking for" * 100)
+    before = path.read_bytes()
+    with pytest.raises(ConfigurationError, match=r"notes\.db is not a SQLite database"):
+        await SqliteStore(path, migrate=False).open()
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["notes.db"]
 
 
 # -- two processes -------------------------------------------------------------------

@@ -7,9 +7,14 @@ from durably.store import MemoryStore, SqliteStore, Store, open_store
 
 
 def open_operator_store(url: str) -> Store:
-    """The store named by ``url``, not yet opened, refusing what an operator never
-    means: ``memory://`` (empty in a new process) or a SQLite file that does not exist
-    (opening it would create an empty database).
+    """The store named by ``url``, not yet opened, that never creates or migrates
+    anything: opening it refuses a database without durably's tables, and a schema
+    older or newer than this code's, changing nothing (``migrate=False``).
+
+    An operator command that found a mistyped path or schema empty would hide the
+    mistake, and one that migrated would do so under the apps that still run the older
+    durably. ``memory://`` (empty in a new process) and a SQLite file that does not
+    exist are refused here already.
 
     Raises:
         ConfigurationError: such a URL, or one that names no store (the message says
@@ -23,10 +28,19 @@ def open_operator_store(url: str) -> Store:
         raise ConfigurationError(
             "memory:// is empty in a new process; give the database your app uses"
         )
-    if isinstance(store, SqliteStore) and not store.path.is_file():
-        raise ConfigurationError(
-            f"no database file at {store.path.resolve()} (from {url!r}); check the path "
-            f"(sqlite:///relative.db, sqlite:////absolute.db): operator commands never "
-            f"create a database"
-        )
-    return store
+    if isinstance(store, SqliteStore):
+        if not store.path.is_file():
+            raise ConfigurationError(
+                f"no database file at {store.path.resolve()} (from {url!r}); check the path "
+                f"(sqlite:///relative.db, sqlite:////absolute.db): operator commands never "
+                f"create a database"
+            )
+        return SqliteStore(store.path, synchronous=store.synchronous, migrate=False)
+    if url.startswith(("postgresql://", "postgres://")):
+        from durably.store.postgres import PostgresStore  # imported by open_store already
+
+        if isinstance(store, PostgresStore):
+            return PostgresStore(store.url, schema=store.schema, migrate=False)
+    raise ConfigurationError(
+        f"operator commands open SQLite and PostgreSQL stores only, not {store!r} (from {url!r})"
+    )

@@ -7,8 +7,15 @@ import socket
 
 import click
 
-from durably.cli.common import Command, db_option
+from durably.cli.common import Command, db_option, run_on_store
 from durably.errors import ConfigurationError
+from durably.store import Store
+
+
+async def _reachable(store: Store) -> None:
+    """Read the store once: a database that cannot serve the pages is refused before
+    anything is printed."""
+    await store.count_workflows()
 
 
 def _missing_extra(error: ImportError) -> click.ClickException:
@@ -49,10 +56,12 @@ def dashboard_command(db: str | None, host: str, port: int, token: str | None) -
         from durably.dashboard import create_app, new_token
     except ImportError as error:
         raise _missing_extra(error) from None
-    if db is None:
-        raise click.UsageError("give the database: --db URL (or set DURABLY_DB)")
     if token is not None and not token.strip():
         raise click.UsageError("--token must not be empty")
+    # Opened (without creating or migrating anything) and closed again here, so that a
+    # bad --db fails as in every other command: one error, before the banner.
+    run_on_store(db, _reachable)
+    assert db is not None  # run_on_store refused a missing one
     secret = token or new_token()
     try:
         app = create_app(db, token=secret)
@@ -88,7 +97,3 @@ def dashboard_command(db: str | None, host: str, port: int, token: str | None) -
         pass
     finally:
         listener.close()
-
-
-if __name__ == "__main__":  # python -m durably.cli.dashboard_command, before it is registered
-    dashboard_command()

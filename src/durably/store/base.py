@@ -204,7 +204,10 @@ class Store(Protocol):
         ...
 
     async def release_workflows(self, *, owner: str) -> int:
-        """Give up every lease held by ``owner`` so that others can claim them now.
+        """Give up every lease held by ``owner`` so that others can claim them now:
+        its executor stops cleanly. A run given up is not a crash: each workflow's
+        ``recovery_attempts`` goes down by one (not below zero), giving back what the
+        claim of that run counted, so that restarts never park a workflow.
 
         Returns:
             How many workflows were released.
@@ -224,7 +227,8 @@ class Store(Protocol):
 
     async def remove_executor(self, *, executor_id: str, expire_leases: bool) -> int:
         """Forget an executor; with ``expire_leases`` its workflows become claimable at
-        once (used when the executor is known to be dead).
+        once (used when the executor is known to be dead: its runs crashed, and their
+        ``recovery_attempts`` are kept).
 
         Returns:
             How many leases were expired.

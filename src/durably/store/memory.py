@@ -360,13 +360,19 @@ class MemoryStore:
         return sorted(cancelled)
 
     async def release_workflows(self, *, owner: str) -> int:
-        """Give up every lease of ``owner``; return how many there were."""
+        """Give up every lease of ``owner``, giving back the recovery attempt each
+        claim counted (a clean stop is not a crash); return how many there were."""
+        return self._free(owner, crashed=False)
+
+    def _free(self, owner: str, *, crashed: bool) -> int:
         released = [
             workflow_id for workflow_id, record in self._workflows.items() if record.owner == owner
         ]
         for workflow_id in released:
+            record = self._workflows[workflow_id]
+            attempts = record.recovery_attempts if crashed else max(record.recovery_attempts - 1, 0)
             self._workflows[workflow_id] = dataclasses.replace(
-                self._workflows[workflow_id], owner=None, lease_until=None
+                record, owner=None, lease_until=None, recovery_attempts=attempts
             )
         return len(released)
 
@@ -385,7 +391,7 @@ class MemoryStore:
         self._executors.pop(executor_id, None)
         if not expire_leases:
             return 0
-        return await self.release_workflows(owner=executor_id)
+        return self._free(executor_id, crashed=True)
 
     # -- history ---------------------------------------------------------------------
 

@@ -13,6 +13,19 @@
     });
   }
 
+  // The server lists the actions that apply to the workflow's status on #status (in
+  // the live part): a workflow that finishes while the page is open loses its
+  // signal and cancel forms, one that fails gains resume.
+  function showActions() {
+    const status = document.getElementById("status");
+    const section = document.querySelector("section.actions");
+    if (!status || !section || status.dataset.actions === undefined) return;
+    const applicable = status.dataset.actions.split(" ");
+    section.querySelectorAll("form.action").forEach(function (form) {
+      form.hidden = !applicable.includes(form.dataset.action);
+    });
+  }
+
   function tokenField() {
     return document.getElementById("token");
   }
@@ -63,6 +76,7 @@
               }
             });
             placeBars(live);
+            showActions();
           }
           last = html;
           document.body.classList.remove("offline");
@@ -129,6 +143,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     setupToken();
     placeBars(document);
+    showActions();
     setupActions();
     startPolling();
   });

@@ -19,7 +19,7 @@ from importlib import resources
 from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow
 
-from durably.errors import SchemaVersionError
+from durably.errors import ConfigurationError, SchemaVersionError
 
 _PACKAGE = "durably.store.postgres"
 _FILE_NAME = re.compile(r"^(\d{4})_\w+\.sql$")
@@ -89,9 +89,63 @@ def refuse_newer(current: int, schema: str) -> None:
         )
 
 
-async def migrate(connection: AsyncConnection[DictRow], schema: str) -> int:
-    """Create ``schema`` if needed and apply every missing migration, in one
-    transaction under an advisory lock.
+#: The schemas of a database that hold durably's tables (named in a refusal).
+_DURABLY_SCHEMAS = """
+    SELECT table_schema AS name FROM information_schema.tables
+    WHERE table_name IN ('schema_version', 'workflows')
+    GROUP BY table_schema HAVING count(DISTINCT table_name) = 2
+    ORDER BY table_schema <> 'durably', table_schema LIMIT 6
+"""
+
+
+async def require_current(connection: AsyncConnection[DictRow], schema: str, where: str) -> None:
+    """Refuse, without changing anything, a schema that is not exactly this code's:
+    what a store that must not migrate checks before it opens.
+
+    Args:
+        connection: A connection to the database.
+        schema: The PostgreSQL schema of durably's tables.
+        where: The database, as messages name it.
+
+    Raises:
+        ConfigurationError: ``schema`` holds no durably tables (a mistyped schema, or
+            a database no durably app has opened yet); the message names the schemas
+            that do.
+        SchemaVersionError: the schema is older or newer than this code's.
+    """
+    current = await schema_version(connection, schema)
+    if current == 0:
+        cursor = await connection.execute(_DURABLY_SCHEMAS)
+        found = [str(row["name"]) for row in await cursor.fetchall()]
+        listed = ", ".join(repr(name) for name in found[:5]) + (", …" if len(found) > 5 else "")
+        others = (
+            f"schemas with durably tables there: {listed}"
+            if found
+            else "no schema there has durably tables"
+        )
+        raise ConfigurationError(
+            f"the PostgreSQL database {where} has no durably tables in schema {schema!r} "
+            f"({others}). Check the URL and its ?schema= (default: durably), or start an "
+            f"app or `durably worker` on it first (it creates the tables). Nothing was "
+            f"changed."
+        )
+    refuse_newer(current, schema)
+    latest = latest_version()
+    if current < latest:
+        raise SchemaVersionError(
+            f"the PostgreSQL schema {schema!r} is version {current}, older than version "
+            f"{latest} of this durably, and it was opened without migrating: migrating it "
+            f"here would stop the apps that still run the older durably. Upgrade durably in "
+            f"those apps (an app migrates the schema when it opens it), or use the durably "
+            f"version they run. Nothing was changed."
+        )
+
+
+async def migrate(
+    connection: AsyncConnection[DictRow], schema: str, *, up_to: int | None = None
+) -> int:
+    """Create ``schema`` if needed and apply every missing migration (up to version
+    ``up_to``), in one transaction under an advisory lock.
 
     Returns:
         The schema version now in the database.
@@ -99,13 +153,14 @@ async def migrate(connection: AsyncConnection[DictRow], schema: str) -> int:
     Raises:
         SchemaVersionError: the schema is newer than this code (nothing is changed).
     """
+    target = latest_version() if up_to is None else up_to
     async with connection.transaction():
         await connection.execute(
             "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"durably-migrate:{schema}",)
         )
         current = await schema_version(connection, schema)
         refuse_newer(current, schema)
-        if current == latest_version():
+        if current >= target:
             return current
         name = sql.Identifier(schema)
         await connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
@@ -114,7 +169,7 @@ async def migrate(connection: AsyncConnection[DictRow], schema: str) -> int:
             "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
         )
         for migration in migrations():
-            if migration.version > current:
+            if current < migration.version <= target:
                 # A whole script per execute: no parameters, so psycopg sends it as is.
                 await connection.execute(sql.SQL(migration.script))
                 current = migration.version

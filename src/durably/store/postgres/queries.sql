@@ -250,7 +250,21 @@ WHERE workflows.workflow_id = mine.workflow_id AND workflows.owner = %(owner)s
 RETURNING workflows.workflow_id, workflows.cancel_requested;
 
 -- name: release_workflows
--- Give up every lease of an executor, so that others can claim its workflows now.
+-- Give up every lease of an executor that stops cleanly, so that others can claim its
+-- workflows now; a run given up is not a crash: the recovery attempt its claim
+-- counted is given back.
+WITH released AS (
+    UPDATE workflows SET
+        owner = NULL,
+        lease_until = NULL,
+        recovery_attempts = greatest(recovery_attempts - 1, 0)
+    WHERE owner = %(owner)s
+    RETURNING workflow_id)
+SELECT count(*) AS released, pg_notify(%(channel)s, 'work') AS notified FROM released;
+
+-- name: expire_leases
+-- Free every workflow of an executor known to be dead (its runs crashed: their
+-- recovery attempts count).
 WITH released AS (
     UPDATE workflows SET owner = NULL, lease_until = NULL WHERE owner = %(owner)s
     RETURNING workflow_id)

@@ -57,7 +57,7 @@ from durably.store.postgres._connection import (
     with_retries,
 )
 from durably.store.postgres._group_commit import GroupCommitter
-from durably.store.postgres._migrate import migrate
+from durably.store.postgres._migrate import migrate, require_current
 
 T = TypeVar("T")
 Q = load_queries("durably.store.postgres")
@@ -98,12 +98,18 @@ class PostgresStore:
         url: A libpq connection URL (``postgresql://user@host:5432/database``).
         schema: The PostgreSQL schema holding durably's tables (created on open).
         pool_size: The most connections this store opens at once.
+        migrate: ``False`` opens only a schema that holds this code's tables, and
+            changes nothing otherwise: no schema, table or migration is ever made
+            (what operator tools use, so that a mistyped schema or an app not upgraded
+            yet is refused instead of changed).
 
     Raises:
         ConfigurationError: the schema name or pool size is not usable.
     """
 
-    def __init__(self, url: str, *, schema: str = "durably", pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, schema: str = "durably", pool_size: int = 10, migrate: bool = True
+    ) -> None:
         if not _SCHEMA_NAME.match(schema):
             raise ConfigurationError(
                 f"schema must be a plain PostgreSQL identifier (letters, digits, _; at most "
@@ -113,6 +119,7 @@ class PostgresStore:
             raise ConfigurationError(f"pool_size must be at least 1, not {pool_size}")
         self.url = url
         self.schema = schema
+        self.migrate = migrate
         self._pool_size = pool_size
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._channel = channel_name(schema)
@@ -146,10 +153,13 @@ class PostgresStore:
     # -- lifecycle -------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect, create the schema or bring it up to date, and fill the pool.
+        """Connect, create the schema or bring it up to date, and fill the pool (with
+        ``migrate=False``: require this code's schema instead).
 
         Raises:
-            SchemaVersionError: the schema was written by a newer durably (untouched).
+            ConfigurationError: ``migrate=False`` and the schema holds no durably tables.
+            SchemaVersionError: the schema was written by a newer durably, or, with
+                ``migrate=False``, an older one (untouched).
             StoreError: the server cannot be reached.
         """
         async with self._opening:
@@ -158,7 +168,10 @@ class PostgresStore:
             try:
                 async with await Connection.connect(self.url, autocommit=True) as connection:
                     connection.row_factory = psycopg.rows.dict_row
-                    await migrate(connection, self.schema)
+                    if self.migrate:
+                        await migrate(connection, self.schema)
+                    else:
+                        await require_current(connection, self.schema, describe(self.url))
             except psycopg.Error as error:
                 raise StoreError(
                     f"cannot open the PostgreSQL store at {describe(self.url)}: {error}"
@@ -432,7 +445,7 @@ class PostgresStore:
                 await connection.execute(Q["remove_executor"], params)
                 if not expire_leases:
                     return 0
-                cursor = await connection.execute(Q["release_workflows"], params)
+                cursor = await connection.execute(Q["expire_leases"], params)
                 row = await cursor.fetchone()
                 return 0 if row is None else int(row["released"])
 

@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 
-from durably.errors import SchemaVersionError
+from durably.errors import ConfigurationError, SchemaVersionError
 
 _PACKAGE = "durably.store.sqlite"
 _FILE_NAME = re.compile(r"^(\d{4})_\w+\.sql$")
@@ -163,6 +163,44 @@ def _check_tables_match(connection: sqlite3.Connection, current: int) -> None:
         f"restored file header, a copied file), and migrating from version {current} "
         f"would fail or damage the data. The file was not changed; {remedy}."
     )
+
+
+def require_current(connection: sqlite3.Connection, where: str) -> None:
+    """Refuse, without changing anything, a database that does not hold this code's
+    schema exactly: what a store that must not migrate checks before it opens.
+
+    Args:
+        connection: A connection that has written nothing.
+        where: The database, as messages name it.
+
+    Raises:
+        ConfigurationError: no durably table at all (a new file, or another
+            program's database).
+        SchemaVersionError: the schema is older or newer than this code's, or its
+            recorded version does not match its tables.
+    """
+    connection.execute("BEGIN")  # the tables and the version, read from one snapshot
+    try:
+        known = frozenset(name for shape in schema_shapes() for _, name, _ in shape)
+        if not _shape(connection, known):
+            raise ConfigurationError(
+                f"{where} holds no durably tables: it is not a workflow database, or no "
+                f"durably app has opened it yet (an app or `durably worker` creates the "
+                f"tables on its first start). Check the path. The file was not changed."
+            )
+        current = check_version(connection)
+    finally:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+    latest = latest_version()
+    if current < latest:
+        raise SchemaVersionError(
+            f"{where} has durably schema version {current}, older than version {latest} "
+            f"of this durably, and it was opened without migrating: migrating it here "
+            f"would stop the apps that still run the older durably. Upgrade durably in "
+            f"those apps (an app migrates the database when it opens it), or use the "
+            f"durably version they run. The file was not changed."
+        )
 
 
 def migrate(connection: sqlite3.Connection, *, up_to: int | None = None) -> int:

@@ -197,7 +197,18 @@ RETURNING workflow_id, cancel_requested;
 UPDATE executors SET heartbeat_at = :now WHERE executor_id = :owner;
 
 -- name: release_workflows
--- Give up every lease of an executor, so that others can claim its workflows now.
+-- Give up every lease of an executor that stops cleanly, so that others can claim its
+-- workflows now; a run given up is not a crash: the recovery attempt its claim
+-- counted is given back.
+UPDATE workflows SET
+    owner = NULL,
+    lease_until = NULL,
+    recovery_attempts = max(recovery_attempts - 1, 0)
+WHERE owner = :owner;
+
+-- name: expire_leases
+-- Free every workflow of an executor known to be dead (its runs crashed: their
+-- recovery attempts count).
 UPDATE workflows SET owner = NULL, lease_until = NULL WHERE owner = :owner;
 
 -- name: register_executor

@@ -50,6 +50,7 @@ from durably.store.sqlite._connect import (
     connect,
     connect_and_migrate,
 )
+from durably.store.sqlite._migrate import require_current
 from durably.store.sqlite._reader import SqliteReader
 from durably.store.sqlite._writer import SqliteWriter
 
@@ -62,6 +63,36 @@ _RECORD_OPERATION = numbered(Q["record_operation"], _rows.OPERATION_PARAMS)
 def _json_list(values: Collection[str]) -> str:
     """A collection bound as one parameter, read in SQL with json_each."""
     return json.dumps(sorted({str(value) for value in values}))
+
+
+def _connect_existing(path: Path, synchronous: str) -> sqlite3.Connection:
+    """The writer's connection of a store that must not migrate: only to an existing
+    file that holds this code's schema, checked before anything is written (the WAL
+    pragma of :func:`connect` rewrites the file's header).
+
+    Raises:
+        ConfigurationError: no such file, or a file without durably's tables.
+        SchemaVersionError: an older or newer schema.
+    """
+    where = str(path.resolve())
+    if not path.is_file():
+        raise ConfigurationError(
+            f"no database file at {where}: a store opened without migrating never creates "
+            f"one; check the path"
+        )
+    # mode=rw: never create the file, even if it disappears after the check above.
+    probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None)
+    try:
+        require_current(probe, where)
+    except sqlite3.DatabaseError as error:
+        if error.sqlite_errorcode != sqlite3.SQLITE_NOTADB:
+            raise
+        raise ConfigurationError(
+            f"{where} is not a SQLite database ({error}); check the path. The file was not changed."
+        ) from error
+    finally:
+        probe.close()
+    return connect(path, synchronous)
 
 
 def _version_params(versions: Mapping[str, Sequence[str]] | None) -> dict[str, str | None]:
@@ -84,12 +115,18 @@ class SqliteStore:
         synchronous: ``"NORMAL"`` (the default) survives the crash of the process:
             a step reported recorded stays recorded. ``"FULL"`` also survives losing
             power or the operating system, at the cost of an fsync per commit.
+        migrate: ``False`` opens only an existing file that holds this code's schema,
+            and changes nothing otherwise: no file, table or migration is ever made
+            (what operator tools use, so that a mistyped path or an app not upgraded
+            yet is refused instead of changed).
 
     Raises:
         ConfigurationError: the path or the durability level is not usable.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL", migrate: bool = True
+    ) -> None:
         text = os.fspath(path)
         if text in ("", ":memory:") or (text.startswith("file:") and "memory" in text):
             raise ConfigurationError(
@@ -106,29 +143,34 @@ class SqliteStore:
             )
         self.path = Path(text)
         self.synchronous = level
+        self.migrate = migrate
         self._writer: SqliteWriter | None = None
         self._reader: SqliteReader | None = None
         self._opening = asyncio.Lock()
 
     def __repr__(self) -> str:
-        return f"SqliteStore({str(self.path)!r}, synchronous={self.synchronous!r})"
+        migrate = "" if self.migrate else ", migrate=False"
+        return f"SqliteStore({str(self.path)!r}, synchronous={self.synchronous!r}{migrate})"
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Create the file if needed, migrate the schema, start the writer and reader.
+        """Create the file if needed, migrate the schema, start the writer and reader
+        (with ``migrate=False``: require the file and this code's schema instead).
 
         Raises:
-            SchemaVersionError: the file was written by a newer durably (left untouched).
+            ConfigurationError: ``migrate=False`` and no file, or no durably tables in
+                it, or not a SQLite database (left untouched).
+            SchemaVersionError: the file was written by a newer durably, or, with
+                ``migrate=False``, an older one (left untouched).
             StoreError: the database cannot be opened.
         """
         async with self._opening:
             if self._writer is not None:
                 return
             name = str(self.path)
-            writer = SqliteWriter(
-                lambda: connect_and_migrate(self.path, self.synchronous), name=name
-            )
+            opener = connect_and_migrate if self.migrate else _connect_existing
+            writer = SqliteWriter(lambda: opener(self.path, self.synchronous), name=name)
             await writer.start()
             reader = SqliteReader(lambda: connect(self.path, self.synchronous), name=name)
             try:
@@ -374,8 +416,8 @@ class SqliteStore:
             connection.execute(Q["remove_executor"], params)
             if not expire_leases:
                 return 0
-            released: int = connection.execute(Q["release_workflows"], params).rowcount
-            return released
+            expired: int = connection.execute(Q["expire_leases"], params).rowcount
+            return expired
 
         return await self._write(work)
 

@@ -110,6 +110,22 @@ class LeasesContract:
         again = await store.claim_workflow("w-2", owner="b", now=NOW, lease_until=NOW + LEASE)
         assert again is not None and again.recovery_attempts == 1
 
+    async def test_a_clean_release_gives_back_the_recovery_attempt_of_its_claim(
+        self, store: Store
+    ) -> None:
+        """A run given up by a clean stop is not a crash: however often a workflow is
+        released and claimed again, its recovery attempts do not grow (restarts never
+        park it); they never go below zero."""
+        await store.create_workflow(owned(recovery_attempts=3))
+        for owner in ("exec-b", "exec-c", "exec-d"):
+            assert await store.release_workflows(owner=(await stored(store)).owner or "") == 1
+            assert (await stored(store)).recovery_attempts == 2
+            again = await store.claim_workflow("w-1", owner=owner, now=NOW, lease_until=NOW + 1)
+            assert again is not None and again.recovery_attempts == 3
+        await store.create_workflow(owned("fresh", owner="exec-e"))
+        await store.release_workflows(owner="exec-e")
+        assert (await stored(store, "fresh")).recovery_attempts == 0
+
     async def test_release_leaves_other_owners_alone(self, store: Store) -> None:
         """Only the named owner's leases are given up."""
         await claimed(store, "w-1", owner="exec-b")
@@ -147,6 +163,15 @@ class LeasesContract:
         assert await store.remove_executor(executor_id="exec-a", expire_leases=True) == 2
         assert await store.claim_workflow("w-1", owner="c", now=NOW, lease_until=NOW + 1)
         assert (await stored(store, "w-3")).owner == "exec-b"
+
+    async def test_removing_a_dead_executor_keeps_the_recovery_attempts(self, store: Store) -> None:
+        """Its runs crashed: the claim that takes one over counts one more attempt."""
+        await store.register_executor(executor_id="exec-a", hostname="h", pid=1, now=NOW)
+        await store.create_workflow(owned(recovery_attempts=3))
+        assert await store.remove_executor(executor_id="exec-a", expire_leases=True) == 1
+        assert (await stored(store)).recovery_attempts == 3
+        again = await store.claim_workflow("w-1", owner="b", now=NOW, lease_until=NOW + 1)
+        assert again is not None and again.recovery_attempts == 4
 
     async def test_removing_an_unknown_executor_is_harmless(self, store: Store) -> None:
         """Nothing to forget, nothing expired."""
