@@ -1,5 +1,6 @@
 """Three worker processes share 300 workflows on PostgreSQL while one is killed with
-SIGKILL and another is stopped past its lease (a zombie) and then resumed."""
+SIGKILL and another is stopped past its lease (a zombie) and then resumed; three
+workers on PostgreSQL, then on one SQLite file, keep their queues' limits."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import asyncio
 import importlib.util
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import psycopg
 import pytest
@@ -33,6 +38,12 @@ def program() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def postgres_store_url(schema: str, **options: str) -> str:
+    """The store URL of ``schema`` on the test server (``options`` go to libpq)."""
+    server = postgres_url()
+    return f"{server}{'&' if '?' in server else '?'}{urlencode({**options, 'schema': schema})}"
 
 
 def wait_until(
@@ -61,6 +72,15 @@ class Database:
         row = self.connection.execute(query, params).fetchone()  # type: ignore[arg-type]
         assert row is not None
         return int(row[0])
+
+    def rows(self, query: str) -> list[tuple[Any, ...]]:
+        return self.connection.execute(query).fetchall()  # type: ignore[arg-type]
+
+    def execute(self, statement: str) -> None:
+        self.connection.execute(statement)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.connection.close()
 
     def state(self, logs: dict[str, Path]) -> str:
         """The workflows by owner and status, and the tail of every worker's log."""
@@ -93,14 +113,52 @@ class Database:
         )
 
 
+class SqliteDatabase:
+    """Queries on the workers' SQLite file, from outside the workers."""
+
+    def __init__(self, path: Path) -> None:
+        self.connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+
+    def value(self, query: str) -> int:
+        row = self.connection.execute(query).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def rows(self, query: str) -> list[tuple[Any, ...]]:
+        return self.connection.execute(query).fetchall()
+
+    def execute(self, statement: str) -> None:
+        self.connection.execute(statement)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def connect(store_url: str) -> Database | SqliteDatabase:
+    """Queries on the database of ``store_url`` (a SQLite file or a PostgreSQL schema)."""
+    if store_url.startswith("sqlite:///"):
+        return SqliteDatabase(Path(store_url.removeprefix("sqlite:///")))
+    return Database(dict(parse_qsl(urlsplit(store_url).query))["schema"])
+
+
 @pytest.fixture
-def workers(postgres_schema: str, tmp_path: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    """Three worker processes, logging to files; killed if the test fails."""
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database the workers share: a new PostgreSQL schema, or one SQLite file when
+    a test is parametrised (indirectly) with ``"sqlite"``."""
+    if getattr(request, "param", "postgres") == "sqlite":
+        return f"sqlite:///{tmp_path / 'workflows.db'}"
+    return postgres_store_url(request.getfixturevalue("postgres_schema"))
+
+
+@pytest.fixture
+def workers(store_url: str, tmp_path: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """Three worker processes on ``store_url``, logging to files; killed if the test
+    fails."""
     processes: dict[str, subprocess.Popen[bytes]] = {}
     for name in ("alpha", "bravo", "charlie"):
         with (tmp_path / f"{name}.log").open("wb") as log:
             processes[name] = subprocess.Popen(
-                [sys.executable, str(PROGRAM), postgres_url(), postgres_schema, name],
+                [sys.executable, str(PROGRAM), store_url, name],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=Path(__file__).parents[2],
@@ -114,7 +172,10 @@ def workers(postgres_schema: str, tmp_path: Path) -> Iterator[dict[str, subproce
 
 
 def test_killed_and_zombie_workers_lose_nothing_and_write_nothing_twice(
-    postgres_schema: str, tmp_path: Path, workers: dict[str, subprocess.Popen[bytes]]
+    postgres_schema: str,
+    store_url: str,
+    tmp_path: Path,
+    workers: dict[str, subprocess.Popen[bytes]],
 ) -> None:
     """Every workflow completes exactly once with the right result; every operation
     row is written once (no step result twice); the zombie's late writes are refused."""
@@ -123,21 +184,21 @@ def test_killed_and_zombie_workers_lose_nothing_and_write_nothing_twice(
         wait_until(lambda log=log: "started" in log.read_text(), f"worker {name} started")
     database = Database(postgres_schema)
     try:
-        run_and_check(database, postgres_schema, logs, workers)
+        run_and_check(database, store_url, logs, workers)
     finally:
         database.connection.close()
 
 
 def run_and_check(
     database: Database,
-    schema: str,
+    store_url: str,
     logs: dict[str, Path],
     workers: dict[str, subprocess.Popen[bytes]],
 ) -> None:
     """The scenario of the test above, and its checks."""
     database.audit_operation_writes()
 
-    client = program().make_app(postgres_url(), schema, worker=False)
+    client = program().make_app(store_url, worker=False)
 
     async def start_all() -> None:
         async with client:
@@ -203,14 +264,14 @@ def test_workers_reconnect_after_every_connection_is_terminated(
     """pg_terminate_backend on every connection of two running workers (twice, in
     the middle of the run): they reconnect and finish every workflow; nothing is lost."""
     tag = f"durably-{postgres_schema}"
-    url = f"{postgres_url()}?application_name={tag}"
+    url = postgres_store_url(postgres_schema, application_name=tag)
     count = 100
     processes = []
     for name in ("delta", "echo"):
         with (tmp_path / f"{name}.log").open("wb") as log:
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, str(PROGRAM), url, postgres_schema, name],
+                    [sys.executable, str(PROGRAM), url, name],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
@@ -220,7 +281,7 @@ def test_workers_reconnect_after_every_connection_is_terminated(
         for name in ("delta", "echo"):
             log = tmp_path / f"{name}.log"
             wait_until(lambda log=log: "started" in log.read_text(), f"worker {name} started")
-        client = program().make_app(postgres_url(), postgres_schema, worker=False)
+        client = program().make_app(postgres_store_url(postgres_schema), worker=False)
 
         async def start_all() -> None:
             async with client:
@@ -279,28 +340,42 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
     return most
 
 
+def most_within(moments: list[int], period: int) -> int:
+    """The largest number of ``moments`` inside one window ``[t, t + period)``."""
+    ordered = sorted(moments)
+    most = first = 0
+    for last, moment in enumerate(ordered):
+        while moment - ordered[first] >= period:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+@pytest.mark.parametrize("store_url", ["postgres", "sqlite"], indirect=True)
 def test_queue_limits_hold_across_three_workers(
-    postgres_schema: str, tmp_path: Path, workers: dict[str, subprocess.Popen[bytes]]
+    store_url: str, tmp_path: Path, workers: dict[str, subprocess.Popen[bytes]]
 ) -> None:
-    """Concurrency 3 (2 per worker) and 5 starts per second, over three processes:
-    measured from the times the steps record and the starts the store records."""
+    """Concurrency 3 (2 per worker) and 5 starts per second, over three processes
+    sharing a PostgreSQL schema or one SQLite file: measured from the times the steps
+    record, and from the starts the store records."""
     for name in workers:
         log = tmp_path / f"{name}.log"
         wait_until(lambda log=log: "started" in log.read_text(), f"worker {name} started")
-    database = Database(postgres_schema)
+    worker_program = program()
+    database = connect(store_url)
     try:
-        database.connection.execute(
+        database.execute(
             "CREATE TABLE step_times (workflow_id TEXT, pid INTEGER,"
-            " started TIMESTAMPTZ, ended TIMESTAMPTZ)"
+            " started DOUBLE PRECISION, ended DOUBLE PRECISION)"
         )
-        client = program().make_app(postgres_url(), postgres_schema, worker=False)
+        client = worker_program.make_app(store_url, worker=False)
 
         async def enqueue_all() -> None:
             async with client:
                 for n in range(30):
-                    await client.enqueue("limited_job", f"l-{n}", queue="limited")
+                    await client.enqueue("limited_job", queue="limited", workflow_id=f"l-{n:02}")
                 for n in range(15):
-                    await client.enqueue("paced_job", f"p-{n}", queue="paced")
+                    await client.enqueue("paced_job", queue="paced", workflow_id=f"p-{n:02}")
 
         asyncio.run(enqueue_all())
         wait_until(
@@ -309,25 +384,54 @@ def test_queue_limits_hold_across_three_workers(
             ),
             "every queued workflow completed",
         )
-        rows = database.connection.execute(
-            "SELECT workflow_id, pid, extract(epoch FROM started)::float8,"
-            " extract(epoch FROM ended)::float8 FROM step_times WHERE workflow_id LIKE 'l-%%'"
-        ).fetchall()
-        assert len(rows) == 30
-        assert most_at_once([(start, end) for _, _, start, end in rows]) == 3
+        steps = database.rows("SELECT workflow_id, pid, started, ended FROM step_times")
+        assert sorted(workflow_id for workflow_id, *_ in steps) == [
+            *(f"l-{n:02}" for n in range(30)),
+            *(f"p-{n:02}" for n in range(15)),
+        ], "a step ran twice, or not at all"
+
         by_worker: dict[int, list[tuple[float, float]]] = {}
-        for _, pid, start, end in rows:
-            by_worker.setdefault(pid, []).append((start, end))
+        for workflow_id, pid, start, end in steps:
+            if workflow_id.startswith("l-"):
+                by_worker.setdefault(pid, []).append((start, end))
+        everywhere = [interval for intervals in by_worker.values() for interval in intervals]
+        assert most_at_once(everywhere) == worker_program.CONCURRENCY
         assert len(by_worker) >= 2, "one worker ran everything: the test shows nothing"
-        assert max(most_at_once(intervals) for intervals in by_worker.values()) <= 2
-        starts = [
-            started
-            for (started,) in database.connection.execute(
-                "SELECT started_at FROM workflows WHERE queue_name = 'paced' ORDER BY started_at"
-            )
-        ]
-        assert len(starts) == 15
-        gaps = [later - earlier for earlier, later in zip(starts, starts[5:], strict=False)]
-        assert min(gaps) >= 1_000_000, f"six starts within one second: {gaps}"
+        assert max(map(most_at_once, by_worker.values())) <= worker_program.WORKER_CONCURRENCY
+
+        check_rate(worker_program, database, steps)
     finally:
-        database.connection.close()
+        database.close()
+
+
+def check_rate(
+    worker_program: ModuleType, database: Database | SqliteDatabase, steps: list[tuple[Any, ...]]
+) -> None:
+    """No window of the rate's period holds more step starts of the paced queue than
+    its limit, but for the slack explained below. In whole microseconds, as the store
+    records the claims, so that the bound is exact."""
+    limit = worker_program.RATE_LIMIT
+    period = worker_program.RATE_PERIOD // timedelta(microseconds=1)
+    step_starts = {
+        workflow_id: round(start * 1_000_000)
+        for workflow_id, _, start, _ in steps
+        if workflow_id.startswith("p-")
+    }
+    # The limiter counts claims (started_at, the claiming worker's clock); a step starts
+    # a moment after its workflow's claim (the run is launched, connects, writes). Any
+    # limit + 1 claims span at least a period, so any limit + 1 step starts span at
+    # least a period less the spread of those claim-to-step delays: the only slack
+    # allowed. (The spread does not depend on an offset between the workers' and the
+    # database's clocks.)
+    query = "SELECT workflow_id, started_at FROM workflows WHERE queue_name = 'paced'"
+    claims = {workflow_id: int(started_at) for workflow_id, started_at in database.rows(query)}
+    assert claims.keys() == step_starts.keys()
+    delays = [step_starts[workflow_id] - claims[workflow_id] for workflow_id in claims]
+    slack = max(delays) - min(delays)
+    assert slack < period // 2, f"claim-to-step delays spread over {slack} us: too loose a check"
+    starts = sorted(step_starts.values())
+    assert most_within(starts, period - slack) <= limit, (
+        f"more than {limit} step starts within {period - slack} us: {starts}"
+    )
+    # The limiter's own record, exact.
+    assert most_within(list(claims.values()), period) <= limit, sorted(claims.values())
