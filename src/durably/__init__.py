@@ -36,7 +36,7 @@ from durably.errors import (
     WorkflowTimeoutError,
 )
 from durably.fan_out import ItemStatus, MapItem, MapResult
-from durably.handles import WorkflowHandle, WorkflowInfo
+from durably.handles import CheckpointInfo, WorkflowHandle, WorkflowInfo
 from durably.integrations.process import serve
 from durably.models import ErrorInfo, WorkflowStatus
 from durably.observers import Observer
@@ -67,6 +67,7 @@ __all__ = [
     "WorkflowHandle",
     "SyncWorkflowHandle",
     "WorkflowInfo",
+    "CheckpointInfo",
     "WorkflowStatus",
     "ErrorInfo",
     "RecoveryReport",

@@ -12,9 +12,10 @@ from durably.app_state import AppState
 from durably.environment import to_micros
 from durably.error_records import workflow_failure
 from durably.errors import WorkflowFailedError, WorkflowNotFoundError
-from durably.handles import WorkflowInfo
-from durably.models import WorkflowRecord, WorkflowStatus
-from durably.notifier import progress_key
+from durably.handles import CheckpointInfo, WorkflowInfo
+from durably.identifiers import validate_identifier
+from durably.models import OperationStatus, WorkflowRecord, WorkflowStatus
+from durably.notifier import ANY_WORKFLOW, progress_key
 
 R = TypeVar("R")
 
@@ -51,6 +52,75 @@ class AppReads(AppState):
             statuses=statuses, names=names, limit=limit, offset=offset, newest_first=newest_first
         )
         return [WorkflowInfo.from_record(record) for record in records]
+
+    async def watch_workflows(
+        self,
+        *,
+        status: WorkflowStatus | Sequence[WorkflowStatus] | None = None,
+        name: str | Sequence[str] | None = None,
+        limit: int = 100,
+    ) -> AsyncIterator[list[WorkflowInfo]]:
+        """Yield the workflows :meth:`list_workflows` gives for these filters (oldest
+        first), then the list again whenever it changes: a workflow appears, leaves
+        or changes status. It never ends by itself: break out of the loop.
+
+        Changes made in this process are seen at once; those of other processes
+        within ``poll_interval`` (at once on PostgreSQL, which announces them).
+        """
+        self._require_open()
+        last: list[tuple[str, WorkflowStatus]] | None = None
+        with self._notifier.watching(ANY_WORKFLOW):
+            while True:
+                seen = self._notifier.generation(ANY_WORKFLOW)
+                listed = await self.list_workflows(status=status, name=name, limit=limit)
+                key = [(info.workflow_id, info.status) for info in listed]
+                if key != last:
+                    last = key
+                    yield listed
+                until = self._clock.now() + self._env.poll_interval
+                await self._notifier.wait(ANY_WORKFLOW, until, since=seen)
+
+    async def history(self, workflow_id: str) -> list[CheckpointInfo]:
+        """The durable operations the workflow recorded (its checkpoints): body
+        operations in the order it made them, then its compensations in the order
+        they were registered.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+        """
+        self._require_open()
+        workflow_id = validate_identifier(workflow_id, "workflow_id")
+        if await self._store.get_workflow(workflow_id) is None:
+            raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
+        return await self._checkpoints(workflow_id)
+
+    async def watch_history(self, workflow_id: str) -> AsyncIterator[list[CheckpointInfo]]:
+        """Yield :meth:`history` now, then again whenever an operation is recorded or
+        changes, until the workflow finishes. An unknown id yields nothing."""
+        self._require_open()
+        last: list[tuple[int, OperationStatus, int]] | None = None
+        channel = progress_key(workflow_id)  # woken by every recorded step
+        with self._notifier.watching(channel):
+            while True:
+                seen = self._notifier.generation(channel)
+                record = await self._store.get_workflow(workflow_id)
+                if record is None:
+                    return
+                checkpoints = await self._checkpoints(workflow_id)
+                key = [(c.seq, c.status, c.attempts) for c in checkpoints]
+                if key != last:
+                    last = key
+                    yield checkpoints
+                if record.status.is_terminal:
+                    return
+                until = self._clock.now() + self._env.poll_interval
+                await self._notifier.wait(channel, until, since=seen)
+
+    async def _checkpoints(self, workflow_id: str) -> list[CheckpointInfo]:
+        operations = (await self._store.load_history(workflow_id)).operations
+        body = sorted(seq for seq in operations if seq >= 0)
+        compensations = sorted((seq for seq in operations if seq < 0), reverse=True)
+        return [CheckpointInfo.from_record(operations[seq]) for seq in body + compensations]
 
     @overload
     async def get_event(

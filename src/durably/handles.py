@@ -6,7 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from durably.models import ErrorInfo, WorkflowRecord, WorkflowStatus, micros_to_datetime
+from durably.models import (
+    ErrorInfo,
+    OperationKind,
+    OperationRecord,
+    OperationStatus,
+    WorkflowRecord,
+    WorkflowStatus,
+    micros_to_datetime,
+)
 
 if TYPE_CHECKING:
     from durably.engine import Durably
@@ -58,6 +66,45 @@ class WorkflowInfo:
             input_json=record.input if record.serializer == "json" else None,
             result_json=record.result if record.serializer == "json" else None,
             queue=record.queue_name,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointInfo:
+    """One durable operation a workflow recorded (a step's result, a sleep, a signal
+    wait, a compensation...), as a caller sees it.
+
+    Body operations are numbered from 0 in the order the workflow made them; its
+    compensations have negative numbers (-1 for the first registered)."""
+
+    seq: int
+    kind: OperationKind
+    name: str
+    #: ``COMPLETED``, ``FAILED`` or ``WAITING`` (a sleep or signal wait under way).
+    status: OperationStatus
+    attempts: int
+    started_at: datetime
+    finished_at: datetime | None
+    #: When a sleep or a signal wait's timeout ends.
+    wake_at: datetime | None
+    error: ErrorInfo | None
+    #: The recorded result as JSON (None when it is stored with another serializer).
+    result_json: str | None
+
+    @classmethod
+    def from_record(cls, record: OperationRecord) -> CheckpointInfo:
+        """Build from a stored record."""
+        return cls(
+            seq=record.seq,
+            kind=record.kind,
+            name=record.name,
+            status=record.status,
+            attempts=record.attempts,
+            started_at=micros_to_datetime(record.started_at),
+            finished_at=_moment(record.finished_at),
+            wake_at=_moment(record.wake_at),
+            error=record.error_info,
+            result_json=record.result if record.serializer == "json" else None,
         )
 
 

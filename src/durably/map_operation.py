@@ -4,6 +4,11 @@ Every item's operation is numbered when ``ctx.map`` is called, in input order (a
 takes one number, a child two: its start and its result), then the items run as
 :mod:`durably.fan_out` schedules them. The map's own operation (kind ``MAP``) records
 which items settled before the policy decided, so a replay settles exactly those.
+
+The map waits for its items, never for anything else: it counts among the operations
+in flight (``wait_until_idle`` waits for it) but not among those that wait by
+themselves (:attr:`MapOperations._maps_in_flight`), which the test kit's clock looks
+at to tell an idle run from a busy one.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ from durably.step_call import STEP_ATTRIBUTE
 
 class MapOperations(ChildOperations):
     """``ctx.map`` (mixed into :class:`~durably.context.Context`)."""
+
+    #: How many of the operations in flight are maps: each waits only for its items,
+    #: which are operations in flight of their own.
+    _maps_in_flight: int = 0
 
     if TYPE_CHECKING:  # provided by Context
 
@@ -116,9 +125,20 @@ class MapOperations(ChildOperations):
         else:
             label, starters = self._reserved_steps(fn, inputs, name, retry, timeout)
         seq = self._take_seq()
-        return self._track(self._map(seq, label, inputs, starters, policy))
+        observed = [_outcome_retrieved(starter) for starter in starters]
+        operation = self._map(seq, label, inputs, observed, policy)
+        return self._track(self._waiting_for_items(operation))
 
     # -- internals ----------------------------------------------------------------
+
+    async def _waiting_for_items(
+        self, operation: Coroutine[Any, Any, MapResult[Any]]
+    ) -> MapResult[Any]:
+        self._maps_in_flight += 1
+        try:
+            return await operation
+        finally:
+            self._maps_in_flight -= 1
 
     def _reserved_child(self, workflow: Callable[..., Any] | str, item: object) -> ItemStarter:
         call = self._child_call(workflow, (item,), {}, None, None)
@@ -231,3 +251,27 @@ class MapOperations(ChildOperations):
         if failure is not None:
             raise failure
         return result
+
+
+def _outcome_retrieved(starter: ItemStarter) -> ItemStarter:
+    """``starter``, its item's task marked as looked at when it ends.
+
+    The map reads the outcome of every item it waits for. When the map itself is
+    stopped (the app closes, the process crashes, the workflow is cancelled), its items
+    are stopped with it and end raising that interruption, which nobody reads: it
+    belongs to the map, which raises its own. asyncio would log each of them as a "Task
+    exception was never retrieved".
+    """
+
+    async def start() -> Any:
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(_retrieve)
+        return await starter()
+
+    return start
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

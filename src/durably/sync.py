@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar, overload
 from durably._portal import Portal, ensure_no_running_loop
 from durably.engine import Durably, RecoveryReport
 from durably.errors import AppClosedError
-from durably.handles import WorkflowHandle, WorkflowInfo
+from durably.handles import CheckpointInfo, WorkflowHandle, WorkflowInfo
 from durably.models import WorkflowStatus
 from durably.queues import Queue
 from durably.retry import RetryPolicy
@@ -401,6 +401,32 @@ class SyncDurably:
         (see Durably.read_stream)."""
         stream = self.app.read_stream(workflow_id, key, type=type)  # type: ignore[call-overload]
         return self.iterate(stream, "read_stream")
+
+    def watch(self, workflow_id: str) -> Iterator[WorkflowInfo]:
+        """Yield the workflow now, then again at every change until it finishes,
+        blocking for each (see Durably.watch)."""
+        return self.iterate(self.app.watch(workflow_id), "watch")
+
+    def watch_workflows(
+        self,
+        *,
+        status: WorkflowStatus | Sequence[WorkflowStatus] | None = None,
+        name: str | Sequence[str] | None = None,
+        limit: int = 100,
+    ) -> Iterator[list[WorkflowInfo]]:
+        """Yield the matching workflows now, then again whenever the list changes,
+        blocking for each (see Durably.watch_workflows)."""
+        watched = self.app.watch_workflows(status=status, name=name, limit=limit)
+        return self.iterate(watched, "watch_workflows")
+
+    def history(self, workflow_id: str) -> list[CheckpointInfo]:
+        """The durable operations a workflow recorded (see Durably.history)."""
+        return self.call(lambda: self.app.history(workflow_id), "history")
+
+    def watch_history(self, workflow_id: str) -> Iterator[list[CheckpointInfo]]:
+        """Yield the workflow's history now, then again at every recorded operation
+        until it finishes, blocking for each (see Durably.watch_history)."""
+        return self.iterate(self.app.watch_history(workflow_id), "watch_history")
 
     def iterate(self, stream: AsyncIterator[T], api: str) -> Iterator[T]:
         """Iterate over an async iterator of the app, each step run on the background

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from datetime import timedelta
+from logging import ERROR
 from pathlib import Path
 from typing import Any
 
@@ -666,6 +668,59 @@ async def test_map_replays_its_recorded_decision(app: Durably, clock: FakeClock)
     clock.advance(timedelta(hours=1))
     assert await handle.result() == [ItemStatus.SKIPPED, ItemStatus.COMPLETED]
     assert ran == ["slow", "fast"]
+
+
+def waiting_on_the_clock(clock: FakeClock) -> set[str]:
+    """The ids of the workflows with an operation waiting on the clock in memory."""
+    return {
+        str(getattr(sleeper.workflow_context, "workflow_id", "")) for sleeper in clock.sleepers()
+    }
+
+
+@pytest.mark.parametrize("max_concurrency", [None, 1], ids=["all-at-once", "one-at-a-time"])
+async def test_closing_the_app_mid_map_logs_nothing_and_the_map_resumes(
+    app_factory: Callable[..., Durably],
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    max_concurrency: int | None,
+) -> None:
+    """Closing the app while a map waits for its children stops its items quietly (no
+    "Task exception was never retrieved"); reopened, the app resumes the map."""
+
+    def register(app: Durably) -> None:
+        @app.workflow(name="approval")
+        async def approval(ctx: Context, who: str) -> str:
+            return f"{who}: {await ctx.wait_signal('approve')}"
+
+        @app.workflow(name="approvals")
+        async def approvals(ctx: Context) -> list[str]:
+            mapped = await ctx.map("approval", ["ann", "bob"], max_concurrency=max_concurrency)
+            return mapped.values
+
+    expected = {"m", "m:0"} if max_concurrency == 1 else {"m", "m:0", "m:2"}
+    first = app_factory(inline_wait=timedelta(hours=1), executor_id="host")
+    register(first)
+    async with first:
+        await first.start("approvals", workflow_id="m")
+        for _ in range(20_000):  # until the map and its children wait in memory
+            if expected <= waiting_on_the_clock(clock):
+                break
+            await asyncio.sleep(0)
+        assert expected <= waiting_on_the_clock(clock)
+    gc.collect()  # an exception nobody retrieved is logged when its task is collected
+    await asyncio.sleep(0)
+    assert [record.getMessage() for record in caplog.records if record.levelno >= ERROR] == []
+
+    second = app_factory(inline_wait=timedelta(hours=1), executor_id="host")
+    register(second)
+    async with second:
+        await second.send_signal("m:0", "approve", "yes")
+        for _ in range(20_000):  # one at a time: bob's child starts once ann's ended
+            if await second.store.get_workflow("m:2") is not None:
+                break
+            await asyncio.sleep(0)
+        await second.send_signal("m:2", "approve", "no")
+        assert await second.handle("m").result() == ["ann: yes", "bob: no"]
 
 
 async def test_map_policy_values_are_checked_at_the_call(app: Durably) -> None:

@@ -4,9 +4,12 @@ branch while old histories replay the old path."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import inspect
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -22,6 +25,7 @@ from durably import (
 from durably.admin.documents import timeline_document
 from durably.dashboard.gantt import build_gantt
 from durably.models import OperationKind
+from durably.registry import source_version
 from durably.testing import FakeClock
 
 HOUR = timedelta(hours=1)
@@ -320,3 +324,85 @@ def test_versions_are_declared_as_strings_and_also_runs_as_a_list() -> None:
         app.workflow(name="c", also_runs=[""])(body)
     app.workflow(name="d", version="3", also_runs=["1", "2", "3"])(body)
     assert app.registry.versions()["d"] == ("3", "1", "2")
+
+
+# -- the version by default: a hash of the workflow's source ----------------------------
+
+
+def register_nightly_v1(app: Durably) -> None:
+    @app.workflow(name="nightly")
+    async def nightly(ctx: Context) -> str:
+        await ctx.sleep("wait", HOUR)
+        return "first body"
+
+
+def register_nightly_v2(app: Durably) -> None:
+    @app.workflow(name="nightly")
+    async def nightly(ctx: Context) -> str:
+        await ctx.sleep("wait", HOUR)
+        return "edited body"
+
+
+async def test_without_a_version_the_hash_of_the_source_is_recorded(
+    app_factory: Callable[..., Durably],
+) -> None:
+    """No version=: the workflow records the first 12 hex digits of the SHA-256 of its
+    source (decorator included), the same for the same source."""
+    app = app_factory()
+    register_nightly_v1(app)
+    definition = app.registry.workflows["nightly"]
+    source = inspect.getsource(definition.fn)
+    expected = hashlib.sha256(source.encode()).hexdigest()[:12]
+    assert source.lstrip().startswith('@app.workflow(name="nightly")')
+    assert definition.version == source_version(definition.fn) == expected
+    again = app_factory()
+    register_nightly_v1(again)
+    assert again.registry.workflows["nightly"].version == expected
+    async with app:
+        await app.start("nightly", workflow_id="n")
+        assert (await app.get_workflow("n")).version == expected
+
+
+async def test_an_edited_body_gets_another_version_that_does_not_resume_the_old_workflow(
+    app_factory: Callable[..., Durably], clock: FakeClock
+) -> None:
+    """The same name with another body is another version: an app running the edited
+    code leaves the workflow the first body started alone; the first body finishes it."""
+    first = app_factory()
+    register_nightly_v1(first)
+    async with first:
+        await first.start("nightly", workflow_id="old")
+        await wait_for_status(first, "old", WorkflowStatus.SUSPENDED)
+    edited = app_factory()
+    register_nightly_v2(edited)
+    old_version = first.registry.workflows["nightly"].version
+    new_version = edited.registry.workflows["nightly"].version
+    assert len(new_version) == 12 and new_version != old_version
+    async with edited:
+        before = await edited.store.get_workflow("old")
+        clock.advance(2 * HOUR)
+        assert (await edited.recover()).resumed == ()
+        assert await edited.store.get_workflow("old") == before
+        await edited.start("nightly", workflow_id="new")
+        await wait_for_status(edited, "new", WorkflowStatus.SUSPENDED)
+        assert (await edited.get_workflow("new")).version == new_version
+    again = app_factory()
+    register_nightly_v1(again)
+    async with again:
+        assert await again.handle("old").result() == "first body"
+        assert (await again.get_workflow("new")).status is WorkflowStatus.SUSPENDED
+
+
+async def test_a_workflow_whose_source_cannot_be_read_records_an_empty_version() -> None:
+    """No source to hash (a function made by exec): the version is "" and it runs."""
+    namespace: dict[str, Any] = {}
+    code = "async def generated(ctx):\n    return 'made at runtime'\n"
+    exec(compile(code, "<generated>", "exec"), namespace)  # noqa: S102 - no file to read
+    assert source_version(namespace["generated"]) == ""
+    assert source_version(len) == ""  # a builtin has no Python source either
+    app = Durably(MemoryStore())
+    app.workflow(name="generated")(namespace["generated"])
+    assert app.registry.versions() == {"generated": ("",)}
+    async with app:
+        assert await app.run("generated", workflow_id="g") == "made at runtime"
+        assert (await app.get_workflow("g")).version == ""

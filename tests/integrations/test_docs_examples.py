@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.doc_pages import run_script
+from tests.doc_pages import ROOT, fenced_blocks, run_code, run_script
 
-EXAMPLES = Path(__file__).parents[2] / "docs" / "examples"
+EXAMPLES = ROOT / "docs" / "examples"
 
 
 def wait_until(condition: Callable[[], bool], what: str, process: subprocess.Popen[bytes]) -> None:
@@ -37,6 +37,44 @@ def test_schedules_demo_runs_each_tick_once_in_one_of_two_apps(tmp_path: Path) -
         r"^sched:heartbeat:\S+T(\d\d:\d\d:\d\d)Z COMPLETED \"(alpha|bravo)\"$", output, re.MULTILINE
     )
     assert listed == ran[-len(listed) :] and listed, output
+
+
+def test_the_first_schedules_snippet_runs_its_report(tmp_path: Path) -> None:
+    """docs/schedules.md's first block is a module that runs: its report, given a tick."""
+    (tmp_path / "reports.py").write_text(
+        fenced_blocks(ROOT / "docs" / "schedules.md", "python")[0], encoding="utf-8"
+    )
+    driver = """
+import asyncio
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import reports
+
+
+async def main() -> None:
+    async with reports.app:
+        tick = datetime(2026, 3, 2, 6, tzinfo=ZoneInfo("Europe/Paris"))
+        print(await reports.app.run(reports.sales_report, tick, workflow_id="monday"))
+
+
+asyncio.run(main())
+"""
+    assert run_code(driver, tmp_path, "drive.py") == "report sent: 3 rows\n3 rows\n"
+
+
+def test_the_excerpts_on_the_integrations_page_are_in_their_examples() -> None:
+    """The page's other python blocks are excerpts of the linked, tested examples:
+    their lines, in order (indentation aside)."""
+    _, serve_block, recovery_block = fenced_blocks(ROOT / "docs" / "integrations.md", "python")
+    for block, example in (
+        (serve_block, "plain_process.py"),
+        (recovery_block, "asgi_shop.py"),
+    ):
+        lines = [line.strip() for line in block.splitlines() if line.strip()]
+        source = [line.strip() for line in (EXAMPLES / example).read_text().splitlines()]
+        start = source.index(lines[0])
+        assert source[start : start + len(lines)] == lines, example
 
 
 def test_plain_process_example_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -64,9 +102,17 @@ def test_plain_process_example_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 
 
 class Uvicorn:
-    """``uvicorn asgi_shop:web`` in a subprocess, on a free port."""
+    """``uvicorn asgi_shop:web`` (or ``target`` from ``app_dir``) in a subprocess, on a
+    free port."""
 
-    def __init__(self, directory: Path, name: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        name: str,
+        *,
+        app_dir: Path = EXAMPLES,
+        target: str = "asgi_shop:web",
+    ) -> None:
         self.log = directory / f"{name}.log"
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
@@ -75,10 +121,10 @@ class Uvicorn:
                     "-m",
                     "uvicorn",
                     "--app-dir",
-                    str(EXAMPLES),
+                    str(app_dir),
                     "--port",
                     "0",
-                    "asgi_shop:web",
+                    target,
                 ],
                 cwd=directory,
                 stdout=output,
@@ -98,6 +144,21 @@ class Uvicorn:
         if self.process.poll() is None:
             self.process.send_signal(signum)
         return self.process.wait(timeout=60)
+
+
+def test_the_starlette_snippet_serves_a_workflow(tmp_path: Path) -> None:
+    """docs/integrations.md's Starlette block, saved as greetings.py, serves under
+    uvicorn what the page says, and shuts down through the lifespan."""
+    page = ROOT / "docs" / "integrations.md"
+    (tmp_path / "greetings.py").write_text(fenced_blocks(page, "python")[0], encoding="utf-8")
+    server = Uvicorn(tmp_path, "greetings", app_dir=tmp_path, target="greetings:web")
+    try:
+        assert server.request("GET", "/hello/ada") == {"result": "hello ada"}
+        assert '`{"result":"hello ada"}`' in page.read_text(encoding="utf-8")
+        assert server.stop() in {0, -signal.SIGTERM}
+    finally:
+        server.stop(signal.SIGKILL)
+    assert "Application shutdown complete." in server.log.read_text()
 
 
 def test_asgi_shop_serves_orders_recovers_after_sigkill_and_drains(tmp_path: Path) -> None:

@@ -45,3 +45,26 @@ def test_the_json_logging_snippet_prints_what_is_shown(tmp_path: Path) -> None:
     printed, expected = json.loads(line), json.loads(shown)
     assert printed.pop("time") and expected.pop("time")
     assert printed == expected
+
+
+def test_the_traces_snippet_runs(tmp_path: Path) -> None:
+    """The OpenTelemetry snippet is a complete program (it builds the app)."""
+    script = tmp_path / "traces.py"
+    script.write_text(blocks("python")[2], encoding="utf-8")
+    run_script(script, tmp_path)
+
+
+def test_the_metrics_snippet_prints_what_is_shown(tmp_path: Path) -> None:
+    """The Metrics snippet runs and prints the output shown, but for the measured
+    latency."""
+    script = tmp_path / "metrics_demo.py"
+    script.write_text(blocks("python")[3], encoding="utf-8")
+    printed = run_script(script, tmp_path).stdout.splitlines()
+    shown = blocks("text")[2].splitlines()
+    latency = re.compile(r"charge: 2 attempts, p99 \d+\.\d{6} s")
+    assert len(printed) == len(shown)
+    for actual, expected in zip(printed, shown, strict=True):
+        if latency.fullmatch(expected):
+            assert latency.fullmatch(actual), actual
+        else:
+            assert actual == expected

@@ -60,6 +60,54 @@ def test_sync_cancel_interrupts_a_def_workflow(tmp_path: Path) -> None:
         assert caught.value.status == WorkflowStatus.CANCELLED
 
 
+def test_sync_watch_yields_each_change_until_the_workflow_ends(tmp_path: Path) -> None:
+    """app.watch blocks for each change of a def workflow and stops once it completes."""
+    with SyncDurably(f"sqlite:///{tmp_path / 'sync.db'}", inline_wait=3600) as app:
+
+        @app.workflow()
+        def approval(ctx: SyncContext) -> object:
+            return ctx.wait_signal("approved")
+
+        handle = app.start(approval, workflow_id="watched")
+        seen: list[WorkflowStatus] = []
+        for info in app.watch("watched"):
+            assert info.workflow_id == "watched"
+            seen.append(info.status)
+            if len(seen) == 1:  # the first yield is the workflow as it is now
+                handle.send_signal("approved", "yes")
+        assert seen[-1] is WorkflowStatus.COMPLETED
+        assert handle.result() == "yes"
+        assert list(app.watch("no-such-workflow")) == []
+
+
+def test_sync_request_recovery_reports_the_workflows_it_resumed(tmp_path: Path) -> None:
+    """request_recovery() makes a pass that resumes a workflow another app released;
+    recovery_reports() blocks for its report."""
+    url = f"sqlite:///{tmp_path / 'sync.db'}"
+
+    def register(app: SyncDurably) -> None:
+        @app.workflow(name="approval")
+        def approval(ctx: SyncContext) -> object:
+            return ctx.wait_signal("approved")
+
+    # A long poll keeps the claim loop asleep: only the requested pass claims.
+    with SyncDurably(url, poll_interval=3600, recovery_debounce=0) as app:
+        register(app)
+        reports = app.recovery_reports()
+        with SyncDurably(url, inline_wait=3600) as other:
+            register(other)
+            other.start("approval", workflow_id="released")
+        assert app.get_workflow("released").owner is None
+        app.request_recovery()
+        report = next(reports)
+        assert isinstance(report, durably.RecoveryReport)
+        assert report.resumed == ("released",)
+        app.send_signal("released", "approved", "yes")
+        assert app.handle("released").result() == "yes"
+    with pytest.raises(durably.AppClosedError):
+        app.request_recovery()
+
+
 async def test_sync_facade_refuses_to_block_a_running_loop(tmp_path: Path) -> None:
     """Calling the blocking API inside async code raises a clear RuntimeError."""
     app = SyncDurably(f"sqlite:///{tmp_path / 'sync.db'}")
@@ -71,7 +119,7 @@ async def test_sync_facade_refuses_to_block_a_running_loop(tmp_path: Path) -> No
 
 def test_sync_facade_has_every_public_method_of_the_async_app() -> None:
     """Parity: SyncDurably offers each public Durably method with the same parameters."""
-    skipped = {"watch", "wait_for_result"}
+    skipped = {"wait_for_result"}
     for name, member in inspect.getmembers(durably.Durably):
         if name.startswith("_") or name in skipped or not callable(member):
             continue

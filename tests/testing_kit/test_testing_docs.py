@@ -52,10 +52,13 @@ def test_the_examples_pass_with_the_output_shown(tmp_path: Path) -> None:
         check=False,
     )
     assert finished.returncode == 0, finished.stdout + finished.stderr
-    assert "8 passed" in finished.stdout
+    assert "9 passed" in finished.stdout
     page = PAGE.read_text(encoding="utf-8")
     for line in finished.stdout.splitlines():
-        for printed in re.findall(r"(33 days later: .*|crash \w+: .*x)$", line):
+        for printed in re.findall(
+            r"(33 days later: .*|grace period from: .*|crash \w+: .*x)$", line
+        ):
             assert printed in page, printed
     assert "charge called 2x" in finished.stdout
+    assert "grace period from: 30 days, 0:00:00" in finished.stdout
     assert "history records step 'send-discount'" in finished.stdout

@@ -6,8 +6,9 @@ happen first:
 * the event loop is quiet: no callback is ready to run (a woken task has not run yet,
   a claim or a store write is under way...);
 * every workflow running in memory is idle: each operation it has in flight waits on
-  the clock (a short sleep, a retry backoff, a signal wait's timeout or poll, a
-  compensation's backoff). A step that is running, a ``def`` body between two
+  the clock (a short sleep, a retry backoff, a signal wait's timeout or poll, a wait
+  for a child workflow, a compensation's backoff; a ``ctx.map`` waits through its
+  items). A step that is running, a ``def`` body between two
   operations, a run that is loading or finishing: all of them hold the clock.
 
 The next due moment is the earliest of: those in-memory waits and the runs'
@@ -39,10 +40,13 @@ SkipTime = Literal["when_waiting", "always", "never"]
 """When a test app's clock skips idle time:
 
 * ``"when_waiting"`` (default): while the test waits for a workflow's result
-  (``await app.run(...)``, ``await handle.result()``), or calls :meth:`advance` /
-  :meth:`wait_until_idle`. Between those calls time stands still, so a signal the
-  test sends right after starting a workflow always arrives before its timeout.
-* ``"always"``: whenever every workflow is idle.
+  (``await app.run(...)``, ``await handle.result()``), an event (``app.get_event``),
+  the next entry of a stream (``app.read_stream``) or change (``app.watch``), or calls
+  :meth:`advance` / :meth:`wait_until_idle`. Between those calls time stands still, so
+  a signal the test sends right after starting a workflow always arrives before its
+  timeout.
+* ``"always"``: whenever every workflow is idle; the timeout of a result or an event
+  the test waits for is one of the moments the clock stops at.
 * ``"never"``: only when the test moves ``app.clock`` itself.
 """
 
@@ -105,8 +109,9 @@ class TimeSkipper:
 
     @contextlib.asynccontextmanager
     async def skipping(self, deadline: int | None = None) -> AsyncIterator[None]:
-        """Skip idle time while the block runs (in ``"when_waiting"`` mode)."""
-        if self.mode != "when_waiting":
+        """Skip idle time while the block runs (in ``"when_waiting"`` mode), stopping
+        at ``deadline`` (a waiter's timeout) on the way (in ``"always"`` mode too)."""
+        if self.mode == "never" or (self.mode == "always" and deadline is None):
             yield
             return
         request = _Request(limit=None, deadline=deadline)
@@ -197,8 +202,21 @@ def _run_waits(
     return [s for s in sleepers if s.task is task or _context_of(s.workflow_context) is context]
 
 
+def _waiting_by_themselves(context: ContextCore) -> int:
+    """How many of the run's operations in flight wait by themselves, each for its own
+    moment or notification: all but the maps (``ctx.map``), which only wait for their
+    items, themselves operations in flight."""
+    return context._in_flight - getattr(context, "_maps_in_flight", 0)
+
+
 def _is_busy(app: TestDurably, sleepers: list[Sleeper]) -> bool:
-    """Whether something in memory may still act before any timer is due."""
+    """Whether something in memory may still act before any timer is due.
+
+    A run is idle when it waits on the clock at least once and each of its operations
+    in flight that waits by itself has a clock wait: a running step, a store write, a
+    ``def`` body between two operations have none. A ``ctx.map`` does not count: it
+    waits for its items, which count themselves.
+    """
     if app._relaunch or app._test_kit_busy():
         return True
     for run, task in app._runs.values():
@@ -206,7 +224,7 @@ def _is_busy(app: TestDurably, sleepers: list[Sleeper]) -> bool:
         if task.done() or context is None:
             return True
         waits = _run_waits(context, task, sleepers)
-        if not waits or len(waits) < context._in_flight:
+        if not waits or len(waits) < _waiting_by_themselves(context):
             return True
     return False
 

@@ -170,19 +170,24 @@ async def listen(url: str, channel: str) -> AsyncGenerator[StoreChange, None]:
     while True:
         try:
             connection = await AsyncConnection.connect(url, autocommit=True)
-        except psycopg.OperationalError as error:
+        except psycopg.Error as error:
             logger.warning("cannot LISTEN on PostgreSQL (%s); retrying in %.1fs", error, pause)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 5.0)
             continue
-        pause = RECONNECT_PAUSE
         try:
             await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            pause = RECONNECT_PAUSE  # listening again
             yield StoreChange(kind="work", workflow_id=None)
             async for notification in connection.notifies():
                 yield parse_notification(notification.payload)
-        except psycopg.OperationalError as error:
-            logger.warning("PostgreSQL LISTEN connection lost (%s); reconnecting", error)
+        except psycopg.Error as error:
+            # A lost connection, or a LISTEN refused (a server in recovery after a
+            # failover says "cannot execute LISTEN during recovery"): try again, less
+            # often while it keeps failing; polling covers the gap.
+            logger.warning("PostgreSQL LISTEN failed (%s); listening again in %.1fs", error, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
         finally:
             await connection.close()
 
