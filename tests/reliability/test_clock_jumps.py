@@ -5,22 +5,38 @@ instant on the wall clock, recorded once. A forward jump past it fires it (once)
 backward jump delays it until the clock reaches the recorded instant again; no jump
 and no restart ever moves it, loses it or fires it twice. A lease is also an instant,
 written with the clock of the executor that holds it: a jump on either side can delay
-recovery by the size of the jump, never lose or duplicate a recorded step.
+recovery by the size of the jump, or bring a takeover forward while the holder still
+runs (another executor's clock ahead, or the holder's own clock behind when it renews);
+the fence then refuses every later write of the old holder, so no recorded step is
+ever lost, written twice or run again (a step in flight, not yet recorded, may run in
+both executors: steps are at-least-once).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 import durably
-from durably import Context, Durably, RetryPolicy, SqliteStore, StoreError, WorkflowStatus
+from durably import (
+    Context,
+    Durably,
+    LeaseLostError,
+    Observer,
+    RetryPolicy,
+    SqliteStore,
+    Store,
+    StoreError,
+    WorkflowStatus,
+)
 from durably.models import OperationKind
+from durably.observers import RunEnd, RunInfo
 from durably.testing import FakeClock, FaultInjectingStore
 
 LEASE = timedelta(seconds=30)
@@ -259,3 +275,218 @@ async def test_a_forward_jump_longer_than_the_lease_does_not_strand_running_work
             f"fence {record.fence}, running here: {'w' in app._runs}"
         )
         assert await handle.result() == "done"
+
+
+# -- two live executors, each with its own clock -----------------------------------------
+
+#: What the three-step workflow returns when nothing goes wrong.
+CRASH_FREE = "one|two|three"
+STEP_VALUES = {"first": "one", "second": "two", "third": "three"}
+
+
+class RunEnds(Observer):
+    """Keeps how each run of an executor ended; wakes a test waiting for one."""
+
+    def __init__(self) -> None:
+        self.ends: list[tuple[RunInfo, RunEnd]] = []
+        self.changed = asyncio.Event()
+
+    def on_workflow_run_end(self, run: RunInfo, end: RunEnd) -> None:
+        self.ends.append((run, end))
+        self.changed.set()
+
+    async def ended(self, workflow_id: str) -> RunEnd:
+        """The end of the first run of ``workflow_id`` (waiting for it if need be)."""
+        while True:
+            for run, end in self.ends:
+                if run.workflow_id == workflow_id:
+                    return end
+            self.changed.clear()
+            await self.changed.wait()
+
+
+@dataclass
+class Steps:
+    """The steps of the three-step workflow as each executor runs them: counts every
+    live run by (executor, step); a step listed in ``held`` waits for its gate (a held
+    "second" then returns ``"stale"``, a result that must never be recorded)."""
+
+    runs: Counter[tuple[str, str]] = field(default_factory=Counter)
+    held: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    entered: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+
+    def hold(self, executor: str, step: str) -> None:
+        self.held[executor, step] = asyncio.Event()
+        self.entered[executor, step] = asyncio.Event()
+
+    def total(self, step: str) -> int:
+        return sum(count for (_, name), count in self.runs.items() if name == step)
+
+    def register(self, app: Durably, executor: str) -> None:
+        def make(step: str) -> Callable[[], Awaitable[str]]:
+            async def run() -> str:
+                self.runs[executor, step] += 1
+                gate = self.held.get((executor, step))
+                if gate is None:
+                    return STEP_VALUES[step]
+                self.entered[executor, step].set()
+                await gate.wait()
+                return "stale" if step == "second" else STEP_VALUES[step]
+
+            return run
+
+        first, second, third = make("first"), make("second"), make("third")
+
+        @app.workflow(name="three-steps")
+        async def three_steps(ctx: Context) -> str:
+            values = [
+                await ctx.step("first", first),
+                await ctx.step("second", second),
+                await ctx.step("third", third),
+            ]
+            return "|".join(values)
+
+
+class RenewalsSeen:
+    """A store seen through: keeps the expiry of each lease renewal once it is
+    written, and wakes the test then."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.written: list[int] = []
+        self.renewed = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def renew_leases(self, *, owner: str, now: int, lease_until: int) -> list[str]:
+        cancelled = await self.inner.renew_leases(owner=owner, now=now, lease_until=lease_until)
+        self.written.append(lease_until)
+        self.renewed.set()
+        return cancelled
+
+
+def two_executors(
+    store_factory: Callable[[], Store], steps: Steps
+) -> tuple[Durably, FakeClock, RenewalsSeen, RunEnds, Durably, FakeClock]:
+    """Executor "a" (its store seen through :class:`RenewalsSeen`) and executor "b" on
+    one store, each with its own fake clock; both start at the same instant."""
+    clock_a, clock_b = FakeClock(), FakeClock()
+    ends_a = RunEnds()
+    renewals = RenewalsSeen(store_factory())
+    a = Durably(
+        renewals,  # type: ignore[arg-type]
+        clock=clock_a,
+        lease_duration=LEASE,
+        executor_id="a",
+        observers=[ends_a],
+    )
+    b = Durably(store_factory(), clock=clock_b, lease_duration=LEASE, executor_id="b")
+    steps.register(a, "a")
+    steps.register(b, "b")
+    return a, clock_a, renewals, ends_a, b, clock_b
+
+
+async def operations(app: Durably, workflow_id: str) -> list[tuple[str, str, str | None]]:
+    """The recorded operations of a workflow: (name, status, encoded result), by seq."""
+    history = await app.store.load_history(workflow_id)
+    return [
+        (operation.name, str(operation.status), operation.result)
+        for _, operation in sorted(history.operations.items())
+    ]
+
+
+async def finish_and_compare_with_a_crash_free_run(
+    b: Durably, steps: Steps, ends_a: RunEnds
+) -> None:
+    """The old holder "a" releases its step in flight: its late result is refused by
+    the fence and its run ends abandoned, while "b" (held in its last step) keeps its
+    own; then "b" finishes the workflow exactly as a run without any fault would."""
+    steps.held["a", "second"].set()
+    end = await ends_a.ended("w")
+    assert end.status is None, end  # abandoned: nothing written
+    assert isinstance(end.error, BaseException)
+    assert isinstance(end.error.__cause__, LeaseLostError), end.error
+    assert await operations(b, "w") == [
+        ("first", "COMPLETED", '"one"'),
+        ("second", "COMPLETED", '"two"'),
+    ], "the old holder's late write reached the store"
+    steps.held["b", "third"].set()
+    assert await b.handle("w").result() == CRASH_FREE
+    assert await b.run("three-steps", workflow_id="crash-free") == CRASH_FREE
+    assert await operations(b, "w") == await operations(b, "crash-free")
+    record = await b.store.get_workflow("w")
+    assert record is not None and record.status is WorkflowStatus.COMPLETED
+    assert record.owner is None and record.recovery_attempts == 1
+    # "first" and "third" ran once for "w" (and once for the crash-free run); the step
+    # in flight when "b" took over ran in both executors and was recorded once.
+    assert steps.total("first") == 2 and steps.total("third") == 2
+    assert steps.runs["a", "second"] == 1 and steps.runs["b", "second"] == 2
+
+
+async def test_a_live_holder_overtaken_by_a_clock_ahead_cannot_write_or_renew(
+    store_factory: Callable[[], Store], record_property: Callable[[str, object], None]
+) -> None:
+    """Two live executors on one store. "a" runs the workflow (its first step
+    recorded, the second in flight) when the clock of "b" jumps an hour ahead: to "b"
+    the live lease of "a" has expired, and "b" takes the workflow over, replaying the
+    recorded step. Then the heartbeat of "a" renews nothing (the workflow is not its
+    own any more), its late step result is refused by the fence, and the workflow
+    ends as a crash-free run does: no recorded step lost, run again or written twice.
+    """
+    steps = Steps()
+    steps.hold("a", "second")
+    steps.hold("b", "third")
+    a, clock_a, renewals, ends_a, b, clock_b = two_executors(store_factory, steps)
+    async with a, b:
+        await a.start("three-steps", workflow_id="w")
+        await steps.entered["a", "second"].wait()
+        clock_b.advance(HOUR)
+        await steps.entered["b", "third"].wait()  # "b" claimed it and replayed "first"
+        taken = await b.store.get_workflow("w")
+        assert taken is not None and (taken.owner, taken.fence) == ("b", 2)
+        assert steps.runs["b", "first"] == 0, "a recorded step ran again"
+        renewals.renewed.clear()
+        clock_a.advance(LEASE)  # a heartbeat of "a": it owns nothing to renew
+        await renewals.renewed.wait()
+        # "a" renews with its own clock, an hour behind that of "b": applied to the
+        # workflow, that expiry would cut the lease of "b" short by an hour.
+        assert taken.lease_until is not None and renewals.written[-1] < taken.lease_until
+        after = await b.store.get_workflow("w")
+        assert after is not None
+        assert (after.owner, after.fence, after.lease_until) == ("b", 2, taken.lease_until)
+        await finish_and_compare_with_a_crash_free_run(b, steps, ends_a)
+    record_property("faults_injected", 1)
+
+
+async def test_a_holder_whose_clock_jumps_back_loses_its_lease_early_and_safely(
+    store_factory: Callable[[], Store], record_property: Callable[[str, object], None]
+) -> None:
+    """The clock of the holder "a" jumps an hour back just as its heartbeat fires. The
+    renewal writes the expiry that clock gives (now + lease): an hour in the past for
+    everyone else, so "b", on the right time, takes the live workflow over at its next
+    poll instead of waiting for the lease. That is early, and safe: the fence refuses
+    every later write of "a", and the workflow ends as a crash-free run does."""
+    steps = Steps()
+    steps.hold("a", "second")
+    steps.hold("b", "third")
+    a, clock_a, renewals, ends_a, b, clock_b = two_executors(store_factory, steps)
+    async with a, b:
+        await a.start("three-steps", workflow_id="w")
+        await steps.entered["a", "second"].wait()
+        await clock_a.wait_for_sleepers(2)  # the claim and heartbeat loops of "a"
+        assert (await b.recover()).resumed == ()  # the lease of "a" is live for "b"
+        renewals.renewed.clear()
+        clock_a.advance(LEASE / 3)  # the heartbeat of "a" is due: it wakes up...
+        clock_a.set(clock_a.now() - int(HOUR.total_seconds() * 1_000_000))  # ...jumped
+        await renewals.renewed.wait()
+        (written,) = renewals.written
+        assert written == clock_a.now() + int(LEASE.total_seconds() * 1_000_000)
+        assert written < clock_b.now()  # expired, for a clock on time
+        clock_b.advance(SECOND)  # the next poll of "b" (if a notice did not wake it)
+        await steps.entered["b", "third"].wait()
+        taken = await b.store.get_workflow("w")
+        assert taken is not None and (taken.owner, taken.fence) == ("b", 2)
+        assert steps.runs["b", "first"] == 0, "a recorded step ran again"
+        await finish_and_compare_with_a_crash_free_run(b, steps, ends_a)
+    record_property("faults_injected", 1)

@@ -10,10 +10,12 @@ whose message names what is wrong; and a refused call leaves the store unchanged
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import enum
 import json
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -35,8 +37,11 @@ from durably import (
     WorkflowConflictError,
     WorkflowFailedError,
     WorkflowFinishedError,
+    WorkflowStatus,
 )
-from durably.testing import FakeClock
+from durably.identifiers import validate_signal_name
+from durably.step_call import current_workflow_context
+from durably.testing import FakeClock, TestDurably
 
 LIMIT = 64 * 1024
 T = TypeVar("T")
@@ -238,17 +243,22 @@ async def test_ids_and_names_round_trip_or_are_refused_clearly(
 ) -> None:
     """Workflow ids, step names, signal names, dedup keys and sleep names: valid ones
     round-trip; invalid ones raise ValueError/TypeError naming the parameter, and a
-    refused start or signal stores nothing."""
+    refused start or signal stores nothing, nor does a refused step or sleep name
+    (the workflow's history holds the accepted operations only)."""
     app, database = sqlite_app
     names: dict[str, str] = {}
+    accepted: dict[str, list[str]] = {}
 
     @app.workflow(name="named")
     async def named(ctx: Context, key: str) -> str:
         step, sleep = names[f"step:{key}"], names[f"sleep:{key}"]
+        accepted[key] = []
         _, error = await outcome(lambda: ctx.step(step, lambda: "ran"))
         assert error is None or refused_clearly(error, "step name"), error
+        accepted[key] += [step] if error is None else []
         _, error = await outcome(lambda: ctx.sleep(sleep, 0))
         assert error is None or refused_clearly(error, "sleep name"), error
+        accepted[key] += [sleep] if error is None else []
         return "done"
 
     async def check(workflow_id: Any, step: Any, signal: Any, dedup_key: Any, sleep: Any) -> None:
@@ -264,6 +274,12 @@ async def test_ids_and_names_round_trip_or_are_refused_clearly(
             assert rows(database) == before
             return
         assert await handle.result() == "done"
+        # A refused step or sleep name raises at the call, in the body (which goes
+        # on): it records nothing and takes no operation number.
+        history = await app.store.load_history(handle.workflow_id)
+        assert [op.name for _, op in sorted(history.operations.items())] == accepted[key]
+        assert sorted(history.operations) == list(range(len(accepted[key])))
+        assert history.attempts == {}
         if workflow_id is not None:  # None asks for a generated id
             assert (await app.get_workflow(workflow_id)).workflow_id == workflow_id
         before = rows(database)
@@ -279,6 +295,170 @@ async def test_ids_and_names_round_trip_or_are_refused_clearly(
         assert rows(database) == before
 
     tried = await explore(check, NAMES, NAMES, NAMES, NAMES, NAMES, examples=120)
+    record_property("bad_inputs", tried)
+
+
+def is_valid_signal_name(name: str) -> bool:
+    try:
+        validate_signal_name(name)
+    except ValueError:
+        return False
+    return True
+
+
+SIGNAL_NAMES = st.one_of(
+    st.sampled_from(
+        [
+            "o'brien",
+            "'; DROP TABLE signals; --",
+            "%s",
+            "%(name)s",
+            "?",
+            ":name",
+            "a b",
+            "名前 ✓",
+            "emoji 🎉",
+            "__durably",
+            "x.__durably.y",
+            "z" * 256,
+        ]
+    ),
+    st.text(
+        alphabet=st.characters(exclude_categories=["Cs", "Cc"]), min_size=1, max_size=256
+    ).filter(is_valid_signal_name),
+)
+#: When the signal is sent: while the workflow runs a step before its wait (it waits
+#: in the inbox), while the workflow waits for it in memory, or once it suspended.
+SIGNAL_MOMENTS = st.sampled_from(["before-the-wait", "waiting", "suspended"])
+INLINE_WAIT = timedelta(minutes=1)
+
+
+class BodyWaits(FakeClock):
+    """A fake clock that tells when a workflow body starts waiting on it (a signal
+    wait in memory: its timer sleeps on the clock in the body's context)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body_waits = asyncio.Event()
+
+    async def sleep_until(self, moment: int) -> None:
+        if current_workflow_context.get() is not None:
+            self.body_waits.set()
+        await super().sleep_until(moment)
+
+
+async def suspended_now(app: Durably, workflow_id: str) -> None:
+    async for info in app.watch(workflow_id):
+        if info.status is WorkflowStatus.SUSPENDED:
+            return
+    raise AssertionError(f"{workflow_id} finished instead of suspending")
+
+
+async def test_valid_signal_names_reach_the_workflow_waiting_for_them(
+    tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    """Any valid signal name (quotes, placeholders, SQL, any script, 256 characters),
+    sent before the wait, during a wait in memory (RUNNING) or to the suspended
+    workflow: the workflow waiting for that name gets the payload; the inbox and the
+    history hold the name exactly, consumed once."""
+    clock = BodyWaits()
+    app = Durably(SqliteStore(tmp_path / "signals.db"), clock=clock, inline_wait=INLINE_WAIT)
+    signal_names: dict[str, str] = {}
+    gates: dict[str, asyncio.Event] = {}
+    entered: dict[str, asyncio.Event] = {}
+
+    async def hold(key: str) -> None:
+        entered[key].set()
+        await gates[key].wait()
+
+    @app.workflow(name="listens")
+    async def listens(ctx: Context, key: str) -> Any:
+        if key in gates:
+            await ctx.step("hold", hold, key)
+        return await ctx.wait_signal(signal_names[key])
+
+    async def check(name: str, moment: str) -> None:
+        key = str(uuid.uuid4())
+        signal_names[key] = name
+        if moment == "before-the-wait":
+            gates[key], entered[key] = asyncio.Event(), asyncio.Event()
+        clock.body_waits.clear()
+        handle = await app.start(listens, key, workflow_id=key)
+        if moment == "before-the-wait":
+            await entered[key].wait()
+        else:
+            await clock.body_waits.wait()
+        if moment == "suspended":
+            clock.advance(INLINE_WAIT)
+            await suspended_now(app, key)
+        else:
+            assert (await app.get_workflow(key)).status is WorkflowStatus.RUNNING
+        assert await app.send_signal(key, name, {"sent as": name}) is True
+        if moment == "before-the-wait":
+            gates[key].set()
+        assert await handle.result() == {"sent as": name}
+        (stored,) = await app.store.list_signals(key)
+        consumed_at = 0 if key not in gates else 1  # after the step "hold", if any
+        assert (stored.name, stored.consumed_seq) == (name, consumed_at)
+        history = await app.store.load_history(key)
+        assert history.operations[consumed_at].name == name
+
+    async with app:
+        tried = await explore(check, SIGNAL_NAMES, SIGNAL_MOMENTS, examples=45)
+    record_property("bad_inputs", tried)
+
+
+JSON_VALUES = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(
+            st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=10),
+            children,
+            max_size=4,
+        ),
+    ),
+    max_leaves=20,
+)
+
+
+async def test_a_step_result_comes_back_the_same_on_replay(
+    tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    """A step returning any JSON value (any number, text in any script, nesting):
+    its result is recorded once, and every replay of the workflow (here after each
+    operation: ``always_replay``) gets back an equal value of the same types."""
+    app = TestDurably(store=SqliteStore(tmp_path / "replay.db"), always_replay=True)
+    values: dict[str, object] = {}
+    runs: Counter[str] = Counter()
+    seen: dict[str, list[object]] = {}
+
+    async def produce(key: str) -> Any:
+        runs[key] += 1
+        return copy.deepcopy(values[key])
+
+    @app.workflow(name="produces")
+    async def produces(ctx: Context, key: str) -> Any:
+        value = await ctx.step("produce", produce, key)
+        seen.setdefault(key, []).append(value)
+        return value
+
+    async def check(value: object) -> None:
+        key = str(uuid.uuid4())
+        values[key] = value
+        result = await app.run(produces, key, workflow_id=key)
+        assert runs[key] == 1, "a recorded step ran again"
+        assert len(seen[key]) >= 1
+        assert all(same(replayed, value) for replayed in [*seen[key], result]), (value, seen)
+
+    async with app:
+        tried = await explore(check, JSON_VALUES, examples=60)
     record_property("bad_inputs", tried)
 
 
@@ -450,10 +630,11 @@ async def test_durations_are_accepted_or_refused_clearly(
     """ctx.sleep, wait_signal(timeout=), ctx.step(timeout=), start(timeout=),
     result(timeout=) and the app's own durations: each value is accepted or refused
     at the call with TypeError/ValueError/ConfigurationError saying what a duration
-    must be."""
+    must be; a refused start() stores nothing."""
     durations: dict[str, Any] = {}
     clock = FakeClock()
-    app = Durably(SqliteStore(tmp_path / "durations.db"), clock=clock)
+    database = tmp_path / "durations.db"
+    app = Durably(SqliteStore(database), clock=clock)
 
     @app.workflow(name="probe")
     async def probe(ctx: Context, key: str) -> list[str]:
@@ -477,11 +658,14 @@ async def test_durations_are_accepted_or_refused_clearly(
         durations[key] = duration
         for error in await app.run(probe, key, workflow_id=key):
             assert error.startswith(("TypeError", "ValueError")) and clear(error), error
+        before = rows(database)
         handle, error = await outcome(
             lambda: app.start(probe, key, workflow_id=f"timed-{key}", timeout=duration)
         )
         assert error is None or (isinstance(error, TypeError | ValueError) and clear(str(error)))
-        if handle is not None:
+        if handle is None:
+            assert rows(database) == before, "a refused start changed the store"
+        else:
             _, error = await outcome(lambda: handle.result(timeout=duration))
             # A deadline of zero or less is a durable timeout, as asked.
             assert (

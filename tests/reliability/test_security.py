@@ -273,6 +273,100 @@ async def test_a_planted_pickle_is_never_executed(
     record_property("bad_inputs", len(PLANTED) + 1)
 
 
+async def get(app: Any, path: str) -> tuple[int, str]:
+    """One GET to an ASGI app, in process (no server, no HTTP client library)."""
+    path, _, query = path.partition("?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"dashboard.test")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("dashboard.test", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    (status,) = [message["status"] for message in sent if message["type"] == "http.response.start"]
+    body = b"".join(
+        message.get("body", b"") for message in sent if message["type"] == "http.response.body"
+    )
+    return status, body.decode("utf-8")
+
+
+#: Where each planted pickle shows in the dashboard's JSON document of its workflow.
+SHOWN_AT: dict[str, Callable[[dict[str, Any]], object]] = {
+    "input": lambda document: document["workflow"]["input"],
+    "step": lambda document: document["timeline"][0]["result"],
+    "signal": lambda document: document["signals"][0]["payload"],
+    "result": lambda document: document["workflow"]["result"],
+    "disguised": lambda document: document["workflow"]["result"],
+    "error": lambda document: document["workflow"]["error"],
+}
+
+
+async def test_the_dashboard_shows_a_planted_pickle_without_running_it(
+    store_and_database: tuple[Callable[[], Store], Database, str | None],
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """The dashboard (its ASGI app, in process) serves the list, each planted
+    workflow's page, its live fragment and its JSON: every answer is a 200, no pickle
+    runs, and a pickled payload is described by its serializer and size, never
+    decoded; a payload that is not the JSON it claims, or an unreadable error, is
+    shown as such (as text)."""
+    from durably.dashboard import Dashboard
+
+    make_store, database, _ = store_and_database
+    marker = tmp_path / "planted-pickle-ran"
+    await plant_everywhere(make_store, database, marker)
+    pickled = malicious(marker)
+    dashboard = Dashboard(make_store(), token="test-token")  # noqa: S106 (a test value)
+    async with dashboard.app.router.lifespan_context(dashboard.app):
+        for path in ("/", "/?status=SUSPENDED", "/?fragment=1", "/api/counts"):
+            status, page = await get(dashboard.app, path)
+            assert status == 200, (path, page)
+        status, page = await get(dashboard.app, "/")
+        assert all(f"plant-{label}" in page for label in PLANTED), page
+        status, text = await get(dashboard.app, "/api/workflows?limit=500")
+        assert status == 200, text
+        listed = {document["workflow_id"] for document in json.loads(text)["workflows"]}
+        assert listed >= {f"plant-{label}" for label in PLANTED}, listed
+        for label in PLANTED:
+            workflow_id = f"plant-{label}"
+            status, page = await get(dashboard.app, f"/workflows/{workflow_id}")
+            assert status == 200 and workflow_id in page, page
+            status, fragment = await get(dashboard.app, f"/workflows/{workflow_id}/live")
+            assert status == 200 and 'id="status"' in fragment, fragment
+            status, text = await get(dashboard.app, f"/api/workflows/{workflow_id}")
+            assert status == 200, text
+            shown = SHOWN_AT[label](json.loads(text))
+            if label == "disguised":
+                assert shown == {"unreadable_json": pickled}, shown
+            elif label == "error":
+                assert isinstance(shown, dict) and shown["type"] == "CorruptRecordError", shown
+                assert "unreadable stored error" in shown["message"], shown
+            else:
+                assert shown == {"serializer": "pickle", "bytes": len(pickled)}, shown
+                assert "&#34;serializer&#34;: &#34;pickle&#34;" in fragment, fragment
+    assert not marker.exists(), "the dashboard executed a stored pickle"
+    pickle.loads(base64.b64decode(pickled))  # noqa: S301 (the control: it is live)
+    assert marker.exists(), "control: unpickling the planted payload runs it"
+    record_property("bad_inputs", len(PLANTED))
+
+
 DANGEROUS_ERRORS = [
     ("os", "system"),
     ("subprocess", "Popen"),

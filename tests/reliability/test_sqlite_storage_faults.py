@@ -41,6 +41,7 @@ from sqlite_faults import (
 from durably import Context, Durably, Observer, SqliteStore, StoreError, WorkflowStatus
 from durably.store.sqlite import store as sqlite_store_module
 from durably.store.sqlite._writer import SqliteWriter
+from durably.testing import FakeClock
 
 POLL = timedelta(milliseconds=10)
 BIG = "x" * 20_000  # needs new database pages: a full database must refuse it
@@ -346,21 +347,35 @@ async def test_a_read_only_database_is_refused_clearly_and_left_untouched(
 ) -> None:
     """A database the process may not write (a file without write permission, or, as
     root, a read-only open like a read-only mount): opening the app fails with a
-    StoreError that says so, and not one byte of the file changes."""
+    StoreError that says so, and not one byte of the file changes; once it is
+    writable again, a new app recovers the work left in it (a workflow stopped in a
+    step, one waiting for a signal) and no recorded step runs again."""
     app, ledger = make_app(database)
+    _, waiter = register_waiting_workflows(app)
     async with app:
         await app.run(ledger.workflow, 1, workflow_id="w-1")
+        await app.start(waiter, workflow_id="waiting")
+        await hold_in_second_step(app, ledger, "w-2")
     content = file_bytes(database)
-    if not make_read_only(database):
-        open_read_only(monkeypatch)  # root: permissions would not stop it
-    try:
-        reopened, _ = make_app(database)
-        with pytest.raises(StoreError, match=r"readonly|read-only|read only") as refused:
-            await open_and_close(reopened)
-        assert str(database) in str(refused.value)
-    finally:
-        make_writable(database)
+    with monkeypatch.context() as patched:
+        if not make_read_only(database):
+            open_read_only(patched)  # root: permissions would not stop it
+        try:
+            reopened, _ = make_app(database)
+            with pytest.raises(StoreError, match=r"readonly|read-only|read only") as refused:
+                await open_and_close(reopened)
+            assert str(database) in str(refused.value)
+        finally:
+            make_writable(database)
     assert file_bytes(database) == content
+    restarted, ledger_again = make_app(database)
+    register_waiting_workflows(restarted)
+    async with restarted:
+        await restarted.send_signal("waiting", "go", "payload")
+        assert await restarted.handle("w-2").result() == Ledger.expected(1)
+        assert await restarted.handle("waiting").result() == "payload"
+        assert await restarted.handle("w-1").result() == Ledger.expected(1)
+    assert ledger.runs + ledger_again.runs == Counter(first=2, second=3, third=2)
 
 
 def file_bytes(path: Path) -> bytes:
@@ -413,30 +428,170 @@ async def test_a_database_made_read_only_mid_run_recovers_when_writable_again(
 # -- a restart after the fault -----------------------------------------------------------
 
 
-async def test_a_restart_after_a_storage_fault_recovers_every_workflow(
-    database: Path, monkeypatch: pytest.MonkeyPatch, record_property: Callable[[str, object], None]
-) -> None:
-    """The disk fails (I/O error on every commit) while workflows are in every state;
-    the app is stopped (even its close fails); a new app on the repaired disk
-    recovers and finishes every one of them."""
+class RestartFault:
+    """A storage fault that begins while workflows are in every state, lasts through
+    the app's close, and is repaired before a new app opens the database."""
+
+    #: What the refused writes say.
+    message = ""
+
+    async def begin(self, app: Durably) -> None:
+        raise NotImplementedError
+
+    async def repair(self) -> None:
+        """Make the disk work again (nothing to do for a fault that belonged to the
+        old app's connection: a new app opens its own)."""
+
+    @property
+    def injected(self) -> int:
+        """How many faults the test met (at least the one it began)."""
+        return 1
+
+    async def discard(self) -> None:
+        """Release what the fault holds if the test ends early."""
+
+
+class InjectedFault(RestartFault):
+    """The exact SQLite error at a statement, until repaired."""
+
+    def __init__(self, faults: StatementFaults, code: int, statement: str, message: str) -> None:
+        self.faults, self.code, self.statement, self.message = faults, code, statement, message
+
+    async def begin(self, app: Durably) -> None:
+        self.faults.fail(self.code, self.statement, times=None)
+
+    async def repair(self) -> None:
+        self.faults.clear()
+
+    @property
+    def injected(self) -> int:
+        return self.faults.injected
+
+
+class FullDisk(RestartFault):
+    """A real SQLITE_FULL: the old app's connection may not grow the database."""
+
+    message = "database or disk is full"
+
+    async def begin(self, app: Durably) -> None:
+        assert isinstance(app.store, SqliteStore)
+        await set_max_pages(app.store, None)
+
+
+class QueryOnly(RestartFault):
+    """A real SQLITE_READONLY: ``PRAGMA query_only`` on the old app's connection."""
+
+    message = "readonly database"
+
+    async def begin(self, app: Durably) -> None:
+        assert isinstance(app.store, SqliteStore)
+        await app.store.writer.submit(lambda c: c.execute("PRAGMA query_only = 1"))
+
+
+class LockHolder(RestartFault):
+    """A real lock, held by another process until repaired."""
+
+    message = "stayed locked"
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def begin(self, app: Durably) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            LOCK_HOLDER,
+            str(self.database),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        assert await self.process.stdout.readline() == b"locked\n"
+
+    async def repair(self) -> None:
+        assert self.process is not None
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(b"go\n")
+        await self.process.stdin.drain()
+        assert await self.process.stdout.readline() == b"released\n"
+        await self.process.wait()
+
+    async def discard(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+def restart_fault(kind: str, database: Path, monkeypatch: pytest.MonkeyPatch) -> RestartFault:
+    """The fault ``kind``, with whatever it needs patched in for this test."""
+    if kind.startswith("locked"):
+        # The lock outlasts every retry quickly: a 20 ms busy timeout, one retry.
+        monkeypatch.setattr(
+            sqlite_store_module,
+            "SqliteWriter",
+            functools.partial(SqliteWriter, busy_timeout_ms=20, busy_retries=1),
+        )
+    if kind == "full":
+        return FullDisk()
+    if kind == "read-only":
+        return QueryOnly()
+    if kind == "locked-by-another-process":
+        return LockHolder(database)
     faults = StatementFaults()
     inject_faults(monkeypatch, faults)
-    app, ledger = make_app(database, lease_duration=timedelta(seconds=1))
+    if kind == "locked-beyond-retries":
+        return InjectedFault(faults, SQLITE_BUSY, "BEGIN IMMEDIATE", "stayed locked")
+    assert kind == "ioerr-at-commit", kind
+    return InjectedFault(faults, SQLITE_IOERR, "COMMIT", "disk I/O error")
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "ioerr-at-commit",
+        "full",
+        "locked-beyond-retries",
+        "locked-by-another-process",
+        "read-only",
+    ],
+)
+async def test_a_restart_after_a_storage_fault_recovers_every_workflow(
+    database: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """The disk fails (an I/O error on every commit, a full disk, a lock held past
+    every retry, a read-only database) while workflows are in every state; the app is
+    stopped (even its close may fail); a new app on the repaired disk recovers and
+    finishes every one of them, and no recorded step runs again."""
+    fault = restart_fault(kind, database, monkeypatch)
+    clock = FakeClock()
+    app, ledger = make_app(database, clock=clock)
     sleeper, waiter = register_waiting_workflows(app)
-    with contextlib.suppress(StoreError):  # closing on a failing disk fails too
-        async with app:
-            await app.start(sleeper, workflow_id="sleeping")
-            await app.start(waiter, workflow_id="waiting")
-            await hold_in_second_step(app, ledger, "w-1")
-            ledger.entered.clear()
-            await app.start(ledger.workflow, 3, workflow_id="w-3")
-            await ledger.entered.wait()
-            faults.fail(SQLITE_IOERR, "COMMIT", times=None)
-            ledger.gate.set()
-            with pytest.raises(StoreError, match="disk I/O error"):
-                await app.send_signal("waiting", "go", "payload")
-    faults.clear()
-    restarted, ledger_again = make_app(database, lease_duration=timedelta(seconds=1))
+    try:
+        with contextlib.suppress(StoreError):  # closing on a failing disk may fail too
+            async with app:
+                await app.start(sleeper, workflow_id="sleeping")
+                await app.start(waiter, workflow_id="waiting")
+                await hold_in_second_step(app, ledger, "w-1")
+                ledger.entered.clear()
+                await app.start(ledger.workflow, 3, workflow_id="w-3")
+                await ledger.entered.wait()
+                before = recorded(database)
+                await fault.begin(app)
+                ledger.gate.set()
+                with pytest.raises(StoreError, match=fault.message):
+                    await app.send_signal("waiting", "go", BIG)
+                with pytest.raises(StoreError, match=fault.message):
+                    await app.start(ledger.workflow, 4, note=BIG, workflow_id="refused")
+        await fault.repair()
+    finally:
+        await fault.discard()
+    assert recorded(database)["signals"] == before["signals"]
+    clock.advance(timedelta(minutes=1))  # past the leases the old app may have kept
+    restarted, ledger_again = make_app(database, clock=clock)
     register_waiting_workflows(restarted)
     async with restarted:
         await restarted.send_signal("waiting", "go", "payload")
@@ -444,8 +599,17 @@ async def test_a_restart_after_a_storage_fault_recovers_every_workflow(
         assert await restarted.handle("w-3").result() == Ledger.expected(3)
         assert await restarted.handle("sleeping").result() == "slept"
         assert await restarted.handle("waiting").result() == "payload"
-    assert ledger.runs["first"] + ledger_again.runs["first"] == 2  # once per workflow
-    record_property("faults_injected", faults.injected)
+        assert await restarted.store.get_workflow("refused") is None
+        for workflow_id in ("w-1", "w-3"):
+            history = await restarted.store.load_history(workflow_id)
+            assert [operation.name for operation in history.operations.values()] == [
+                "first",
+                "second",
+                "third",
+            ]
+    runs = ledger.runs + ledger_again.runs
+    assert runs["first"] == 2 and runs["third"] == 2  # once per workflow
+    record_property("faults_injected", fault.injected)
 
 
 def register_waiting_workflows(app: Durably) -> tuple[Any, Any]:
