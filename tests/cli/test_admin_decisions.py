@@ -212,3 +212,22 @@ async def test_a_purge_deletes_in_batches_only_what_finished_before_the_cutoff()
     assert remaining == ["w-1200", "w-1201", "w-1202"]
     with pytest.raises(ValueError, match="SUSPENDED is not a final status"):
         await admin.plan_purge(store, finished_before=NOW, statuses=[WorkflowStatus.SUSPENDED])
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (WorkflowStatus.PENDING, ("signal", "cancel", "retry")),
+        (WorkflowStatus.SUSPENDED, ("signal", "cancel", "retry")),
+        (WorkflowStatus.PARKED, ("signal", "cancel", "resume", "retry")),
+        (WorkflowStatus.FAILED, ("resume", "retry")),
+        (WorkflowStatus.COMPENSATION_FAILED, ("resume", "retry")),
+        (WorkflowStatus.COMPLETED, ("retry",)),
+        (WorkflowStatus.CANCELLED, ("retry",)),
+    ],
+)
+def test_allowed_actions_follow_the_status(
+    status: WorkflowStatus, expected: tuple[str, ...]
+) -> None:
+    """What a dashboard or terminal UI offers for a status: what admin accepts."""
+    assert admin.allowed_actions(status) == expected

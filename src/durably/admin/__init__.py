@@ -20,6 +20,7 @@ from durably.admin.actions import (
     ForkResult,
     OperatorActionError,
     PurgePlan,
+    allowed_actions,
     cancel_workflow,
     fork_workflow,
     plan_purge,
@@ -69,6 +70,7 @@ __all__ = [
     # acting
     "OperatorActionError",
     "RESUMABLE_STATUSES",
+    "allowed_actions",
     "DEFAULT_PURGE_STATUSES",
     "ForkResult",
     "PurgePlan",

@@ -34,6 +34,22 @@ RESUMABLE_STATUSES = frozenset(
     {WorkflowStatus.PARKED, WorkflowStatus.FAILED, WorkflowStatus.COMPENSATION_FAILED}
 )
 
+
+def allowed_actions(status: WorkflowStatus) -> tuple[str, ...]:
+    """The operator actions this module accepts for a workflow in ``status``, in the
+    order a dashboard or a terminal UI shows them: ``"signal"`` and ``"cancel"`` until
+    it has finished, ``"resume"`` when it is parked or a dead letter
+    (:data:`RESUMABLE_STATUSES`), and ``"retry"`` (a fork from a step, which any
+    workflow allows: from step 0 it runs everything again)."""
+    actions: list[str] = []
+    if not status.is_terminal:
+        actions += ["signal", "cancel"]
+    if status in RESUMABLE_STATUSES:
+        actions.append("resume")
+    actions.append("retry")
+    return tuple(actions)
+
+
 #: What ``durably purge`` deletes unless told otherwise: ends that need no attention.
 #: FAILED and COMPENSATION_FAILED are kept unless named, so that no error that
 #: nobody looked at disappears by default.

@@ -132,20 +132,6 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
-def applicable_actions(status: WorkflowStatus) -> tuple[str, ...]:
-    """The actions of a workflow's page that ``durably.admin`` accepts for a workflow in
-    ``status``: a signal and a cancellation until it has finished, a resume when it is
-    parked or a dead letter (``admin.RESUMABLE_STATUSES``), and a retry from a step (a
-    fork, which any workflow allows: from step 0 it runs everything again)."""
-    actions: list[str] = []
-    if not status.is_terminal:
-        actions += ["signal", "cancel"]
-    if status in admin.RESUMABLE_STATUSES:
-        actions.append("resume")
-    actions.append("retry")
-    return tuple(actions)
-
-
 class Dashboard:
     """The dashboard over one store: build it, then serve :attr:`app` with an ASGI
     server (``durably dashboard`` uses uvicorn)."""
@@ -262,7 +248,7 @@ class Dashboard:
             "detail": detail,
             "doc": detail_document(detail),
             "gantt": build_gantt(detail.workflow, detail.timeline, now),
-            "actions": applicable_actions(detail.workflow.status),
+            "actions": admin.allowed_actions(detail.workflow.status),
             "last_seq": max((entry.seq for entry in detail.timeline), default=-1),
         }
 
