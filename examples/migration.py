@@ -84,7 +84,9 @@ def build_app(database: Path, progress: ProgressWindow) -> durably.SyncDurably:
             updates = []
             for row_id, name in rows.fetchall():
                 if not name.strip():
-                    raise ValueError(f"customer {row_id} has an empty name; fix it and run again")
+                    raise ValueError(
+                        f"customer {row_id} has an empty name; fix it, then migrate anew"
+                    )
                 given, _, family = name.strip().rpartition(" ")
                 updates.append((given or family, family if given else "", row_id))
             db.execute("BEGIN")
@@ -93,7 +95,9 @@ def build_app(database: Path, progress: ProgressWindow) -> durably.SyncDurably:
             )
             db.execute("COMMIT")
         key = durably.current_step().idempotency_key
-        progress.batch_done(batch, batches, len(updates), idempotency_key=key)
+        progress.batch_done(
+            Path(plan.target).name, batch, batches, len(updates), idempotency_key=key
+        )
         return len(updates)
 
     @app.step()

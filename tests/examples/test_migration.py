@@ -45,6 +45,12 @@ def uncrashed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return outcome(state)
 
 
+def shown(progress: dict[str, Any]) -> Any:
+    """What the progress window shows for the one migration it has seen."""
+    (migration,) = progress["migrations"].values()
+    return migration
+
+
 def test_migration_splits_every_name_and_bumps_the_version(uncrashed: dict[str, Any]) -> None:
     """Every row has first and last names; the schema is version 2; 100 % shown."""
     version, statements = uncrashed["database"]
@@ -52,7 +58,7 @@ def test_migration_splits_every_name_and_bumps_the_version(uncrashed: dict[str, 
     rows = [s for s in statements if s.startswith('INSERT INTO "customers"')]
     assert len(rows) == 2500
     assert rows[0] == "INSERT INTO \"customers\" VALUES(1,'Alan Thompson','Alan','Thompson');"
-    assert uncrashed["progress"] == {"batches_done": [0, 1, 2, 3, 4], "percent": 100}
+    assert shown(uncrashed["progress"]) == {"batches_done": [0, 1, 2, 3, 4], "percent": 100}
 
 
 @pytest.mark.parametrize("pause", ["progress.batch_done#1", "progress.batch_done#3"])
@@ -96,7 +102,7 @@ def test_bad_row_restores_the_backup(bad_database: Path, tmp_path: Path) -> None
     assert "COMPENSATED: ValueError: customer 8 has an empty name" in finished.output
     assert "restored" in finished.output
     assert dump(bad_database) == original
-    assert service_states(tmp_path / "state")["progress"]["batches_done"] == [0, 1]
+    assert shown(service_states(tmp_path / "state")["progress"])["batches_done"] == [0, 1]
 
 
 def test_killed_after_the_first_batch_of_a_bad_database_still_restores_it(
@@ -115,5 +121,5 @@ def test_killed_after_the_first_batch_of_a_bad_database_still_restores_it(
     assert "COMPENSATED: ValueError: customer 8 has an empty name" in resumed.output
     assert "backed up" not in resumed.output and "restored" in resumed.output
     assert dump(bad_database) == original
-    assert service_states(state)["progress"]["batches_done"] == [0, 1]
+    assert shown(service_states(state)["progress"])["batches_done"] == [0, 1]
     assert duplicates(state) == ["progress.batch_done"]
