@@ -1,11 +1,13 @@
 """PostgreSQL faults: connections killed in the middle of a transaction, every
 connection of a running app killed again and again (what a server restart does to its
-clients), an unreachable server, and concurrent appends of one dedup key.
+clients), an unreachable server, concurrent appends of one dedup key, and a signal
+appended while its workflow suspends.
 
 The shared test server cannot be restarted (other tests use it), so a restart is
 played by ``pg_terminate_backend`` on every connection of the app under test, found by
 the unique ``application_name`` it connects with: the server closes them all, as a
-restart would, while the test's own connection stays.
+restart would, while the test's own connection stays. A real restart, of a private
+server made for the test, is in test_postgres_restart.py.
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ from tests.conftest import postgres_url, require_postgres
 import durably
 from durably import Context, Durably, Observer, RetryPolicy, StoreError, WorkflowFailedError
 from durably.errors import WorkflowFinishedError
+from durably.models import TERMINAL_STATUSES
 from durably.store.postgres import PostgresStore
-from durably.store.postgres._connection import with_retries
+from durably.store.postgres._connection import channel_name, with_retries
+from durably.store.postgres.store import Q
+from durably.testing._contract.records import NOW, SECOND, claimed
 
 
 class Server:
@@ -389,6 +394,69 @@ async def test_many_concurrent_sends_of_one_dedup_key_append_it_once(app: Durabl
     )
     assert sorted(outcomes) == [False] * 11 + [True]
     assert len(await app.store.list_signals("w")) == 1
+
+
+@pytest.mark.parametrize("first", ["append", "suspend"])
+async def test_a_signal_appended_while_its_workflow_suspends_wakes_it(
+    server: Server, first: str
+) -> None:
+    """The append of a signal and the suspension of the workflow that waits for it
+    overlap, one waiting for the other's lock on the workflow row (held open by the
+    test's connection, in either order): the workflow is due at once, its signal in
+    the inbox. (Found by test_postgres_restart.py, where a restart made them overlap.)"""
+    store = server.store()
+    timeout = NOW + 300 * SECOND
+    suspension = {"now": NOW + 2 * SECOND, "wake_at": timeout, "wait_reason": "signal 'go'"}
+    await store.open()
+    try:
+        fence = await claimed(store, "w-1")
+        async with await server.connect() as other:
+            await other.execute("BEGIN")
+            if first == "append":
+                await other.execute(
+                    Q["append_signal"],
+                    {
+                        "workflow_id": "w-1",
+                        "name": "go",
+                        "payload": '"now"',
+                        "serializer": "json",
+                        "dedup_key": None,
+                        "now": NOW + SECOND,
+                        "channel": channel_name(server.schema),
+                        "terminal": sorted(status.value for status in TERMINAL_STATUSES),
+                    },
+                )
+                waiting = asyncio.ensure_future(
+                    store.suspend_workflow(fence, **suspension, waiting_for_signal="go")
+                )
+            else:
+                await other.execute(
+                    Q["suspend_workflow"],
+                    {
+                        "workflow_id": "w-1",
+                        "owner": fence.owner,
+                        "fence": fence.fence,
+                        **suspension,
+                        "signal": "go",
+                    },
+                )
+                waiting = asyncio.ensure_future(
+                    store.append_signal(
+                        "w-1", "go", '"now"', serializer="json", dedup_key=None, now=NOW + SECOND
+                    )
+                )
+            await server.wait_for_lock_wait()
+            await other.execute("COMMIT")
+        await waiting
+        record = await store.get_workflow("w-1")
+        inbox = await store.list_signals("w-1")
+    finally:
+        await store.close()
+    assert record is not None and record.status is durably.WorkflowStatus.SUSPENDED
+    assert [signal.consumed_seq for signal in inbox] == [None]
+    assert record.wake_at is not None and record.wake_at <= NOW + 2 * SECOND, (
+        f"not due: wake_at is the wait's timeout ({record.wake_at == timeout})"
+    )
 
 
 class _OnePool:

@@ -446,6 +446,13 @@ SELECT changed.*,
            AS notified
 FROM changed;
 
+-- name: lock_owned_workflow
+-- Lock a workflow's row while the fence owns it (what suspend_workflow runs first, so
+-- that its own snapshot is taken after any append that held the row).
+SELECT 1 FROM workflows
+WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s
+FOR NO KEY UPDATE;
+
 -- name: suspend_workflow
 -- RUNNING to SUSPENDED, releasing ownership, fenced; due at once when the awaited signal
 -- is already in the inbox or a cancellation was requested.
@@ -531,9 +538,13 @@ appended AS (
     ON CONFLICT (workflow_id, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
     RETURNING *),
 woken AS (
-    UPDATE workflows SET wake_at = LEAST(COALESCE(wake_at, %(now)s), %(now)s)
-    WHERE workflow_id = (SELECT workflow_id FROM appended) AND status = 'SUSPENDED'
-    RETURNING workflow_id)
+    -- the status as locked by target (the latest row), not as this statement's
+    -- snapshot saw it: a suspension committed while target waited for the lock counts
+    UPDATE workflows SET wake_at = LEAST(COALESCE(workflows.wake_at, %(now)s), %(now)s)
+    FROM target
+    WHERE workflows.workflow_id = (SELECT workflow_id FROM appended)
+      AND target.status = 'SUSPENDED'
+    RETURNING workflows.workflow_id)
 SELECT target.status AS workflow_status, appended.*,
     (SELECT pg_notify(%(channel)s, 'signal:' || workflow_id) FROM appended) AS notified
 FROM target LEFT JOIN appended ON true;

@@ -559,10 +559,16 @@ class PostgresStore:
         }
 
         async def work(connection: Connection) -> WorkflowRecord:
-            row = await (await connection.execute(Q["suspend_workflow"], params)).fetchone()
-            if row is None:
-                return await _made_or_refused(connection, fence, WorkflowStatus.SUSPENDED)
-            return _rows.workflow_from_row(row)
+            async with connection.transaction():
+                # Lock the row first, then decide in a second statement: under READ
+                # COMMITTED its snapshot sees a signal appended by a transaction that
+                # held the row until it committed (one statement that waited for the
+                # lock would re-read the row, but not the signals).
+                await connection.execute(Q["lock_owned_workflow"], params)
+                row = await (await connection.execute(Q["suspend_workflow"], params)).fetchone()
+                if row is None:
+                    return await _made_or_refused(connection, fence, WorkflowStatus.SUSPENDED)
+                return _rows.workflow_from_row(row)
 
         return await self._run(work)
 
