@@ -2,11 +2,15 @@
 
 Three workflows run in one worker process, one after the other:
 
-* ``pay-1`` (``payment``): recorded ``uuid4`` and ``now``; a step with a compensation
-  given on the step; a step that fails twice and succeeds on its third attempt (fixed
-  retry, durable backoff); a compensation registered with ``ctx.on_failure``; two
-  concurrent steps (``asyncio.gather``); a durable sleep; a signal sent with a dedup
-  key; a signal wait that times out; a plain ``def`` step run in a worker thread.
+* ``pay-1`` (``payment``, started with a deadline): recorded ``uuid4`` and ``now``; a
+  step with a compensation given on the step; a child workflow started with
+  ``ctx.start_child`` (with a deadline of its own) that runs while the parent goes on,
+  its result awaited later through its handle; a step that fails twice and succeeds
+  on its third attempt (fixed retry, durable backoff); a compensation registered with
+  ``ctx.on_failure``; two concurrent steps (``asyncio.gather``); a durable sleep; a
+  signal sent with a dedup key; a signal wait that times out; two child workflows at
+  once (``ctx.map``); a plain ``def`` step run in a worker thread. Each child
+  (``pack``) runs one step. (``children=False`` leaves the three children out.)
 * ``decline-1`` (``declined``): a step whose compensation fails once and is retried,
   then a step that fails without retry: the workflow is compensated.
 * ``cancel-1`` (``cancellable``): a step with a compensation, then a wait for a signal
@@ -60,13 +64,21 @@ PROGRESS_WRITES = frozenset(
 )
 
 PAYMENT, DECLINE, CANCEL = "pay-1", "decline-1", "cancel-1"
-WORKFLOW_IDS = (PAYMENT, DECLINE, CANCEL)
+#: The children of ``pay-1``, by the numbers of the operations that start them (see
+#: ``payment``; ``ctx.map`` numbers two operations per child: its start, its result).
+CRATE, LAMP, CHAIR = f"{PAYMENT}:3", f"{PAYMENT}:11", f"{PAYMENT}:13"
+CHILD_IDS = (CRATE, LAMP, CHAIR)
+WORKFLOW_IDS = (PAYMENT, DECLINE, CANCEL, *CHILD_IDS)
+#: The durable deadlines given at start: long enough never to pass, even in the sweep.
+DEADLINE = timedelta(minutes=10)
 APPROVAL = "approved-by-ops"
 APPROVAL_DEDUP_KEY = "approve-pay-1"
 #: How often the watchdog looks for a workflow stranded by the known engine defect.
 ORPHAN_CHECK_SECONDS = 1.0
-#: The writes a workflow run makes (not the program's idempotent starts and sends):
-#: the repeat sweep kills each process right after the first of these.
+#: The writes by which a run records its progress: the repeat sweep kills each process
+#: right after the first of these. Not creations and signals, which the program's
+#: idempotent starts and sends make in every process (a child's creation, and the
+#: signals that link it to its parent, are swept by the after mode on SQLite).
 RUN_WRITES = PROGRESS_WRITES - {"create_workflow", "append_signal", "request_cancel"}
 #: Every step and compensation body, by (workflow, name): the inside-step crash points.
 BODIES = (
@@ -81,6 +93,8 @@ BODIES = (
     (CANCEL, "book"),
     (CANCEL, "book:compensate"),
 )
+#: The step bodies of the children (with ``children=True``).
+CHILD_BODIES = ((CRATE, "pack-crate"), (LAMP, "pack-lamp"), (CHAIR, "pack-chair"))
 #: Crash points inside a particular attempt of a retried body.
 ATTEMPT_BODIES = (("charge", 2), ("charge", 3), ("hold:compensate", 2))
 
@@ -103,6 +117,8 @@ class Receipt:
     notices: list[str]
     approval: str
     note: str | None
+    crate: str | None
+    parcels: list[str]
     shipment: str
 
 
@@ -154,8 +170,10 @@ def build(
     worker: bool = True,
     max_recovery_attempts: int = 10,
     crash_methods: frozenset[str] = PROGRESS_WRITES,
+    children: bool = True,
 ) -> tuple[Durably, CrashAt]:
-    """The app with its three workflows, its store wrapped with the crash hook.
+    """The app with its three workflows (and the children's), its store wrapped with
+    the crash hook; ``children=False``: ``payment`` starts no children.
 
     Returns:
         The app, and the counter of progress writes it made.
@@ -173,7 +191,7 @@ def build(
 
     store = FaultInjectingStore(open_target(target), both)
     app = Durably(
-        store,  # type: ignore[arg-type]
+        store,
         poll_interval=timedelta(milliseconds=20),
         inline_wait=0,
         lease_duration=timedelta(seconds=30),
@@ -206,11 +224,22 @@ def build(
         effects.record()
         return f"parcel-{order_id}"
 
+    async def pack_item(item: str) -> str:
+        effects.record()
+        return f"box({item})"
+
+    @app.workflow(name="pack")
+    async def pack(ctx: Context, item: str) -> str:
+        return await ctx.step(f"pack-{item}", pack_item, item)
+
     @app.workflow(name="payment")
     async def payment(ctx: Context, order: Order) -> Receipt:
         await ctx.uuid4()
         await ctx.now()
         reservation = await ctx.step("reserve", reserve, order.order_id, compensate=release)
+        crating = None
+        if children:  # the child runs meanwhile (while the parent waits to retry)
+            crating = await ctx.start_child(pack, "crate", timeout=DEADLINE)
         paid = await ctx.step(
             "charge",
             charge,
@@ -225,6 +254,10 @@ def build(
         await ctx.sleep("settle", timedelta(milliseconds=100))
         approval = await ctx.wait_signal("approve", timeout=timedelta(minutes=5), payload_type=str)
         note = await ctx.wait_signal("note", timeout=timedelta(milliseconds=100), payload_type=str)
+        crate, parcels = None, []
+        if crating is not None:
+            crate = await crating.result()
+            parcels = (await ctx.map(pack, ["lamp", "chair"])).values
         shipment = await ctx.step("ship", ship, order.order_id)
         return Receipt(
             order_id=order.order_id,
@@ -233,6 +266,8 @@ def build(
             notices=list(notices),
             approval=str(approval),
             note=note,
+            crate=crate,
+            parcels=parcels,
             shipment=shipment,
         )
 
@@ -307,17 +342,20 @@ async def describe(app: Durably, workflow_id: str) -> dict[str, Any]:
     return {"status": "COMPLETED", "result": result}
 
 
-async def run_script(app: Durably) -> dict[str, Any]:
-    """Start (idempotently) and finish every workflow; return their outcomes.
+async def run_script(app: Durably, *, children: bool) -> dict[str, Any]:
+    """Start (idempotently) and finish every workflow; return their outcomes (the
+    children's too, if ``payment`` starts them).
 
     One workflow after the other, so that the N-th write is the same point in every
     run (a recovered workflow may still run alongside the next one).
     """
     order = Order("A-17", 4200)
     outcome = {}
-    await app.start("payment", order, workflow_id=PAYMENT)
+    await app.start("payment", order, workflow_id=PAYMENT, timeout=DEADLINE)
     await send_approval(app)
     outcome[PAYMENT] = await describe(app, PAYMENT)
+    for child_id in CHILD_IDS if children else ():
+        outcome[child_id] = await describe(app, child_id)
     await app.start("declined", order, workflow_id=DECLINE)
     outcome[DECLINE] = await describe(app, DECLINE)
     await app.start("cancellable", order, workflow_id=CANCEL)
@@ -352,13 +390,13 @@ async def find_orphan(app: Durably) -> str:
 
 
 async def run_worker(
-    target: dict[str, str], log: Path, crash: str | None, **options: Any
+    target: dict[str, str], log: Path, crash: str | None, *, children: bool = True, **options: Any
 ) -> dict[str, Any]:
     """Run the script in a worker app; return the outcomes and the writes counted, or
     the workflow left orphaned by the known engine defect."""
-    app, counter = build(target, log, crash, **options)
+    app, counter = build(target, log, crash, children=children, **options)
     async with app:
-        script = asyncio.ensure_future(run_script(app))
+        script = asyncio.ensure_future(run_script(app, children=children))
         watchdog = asyncio.ensure_future(find_orphan(app))
         await asyncio.wait({script, watchdog}, return_when=asyncio.FIRST_COMPLETED)
         for task in (script, watchdog):

@@ -13,7 +13,13 @@ Modes: ``before`` / ``after`` (SIGKILL before or after the N-th progress write c
 for every N), ``inside`` (SIGKILL inside every step and compensation body, and inside
 chosen retry attempts), ``repeat`` (one workflow run spread over many processes: each
 is killed right after its first write that changed the database, the next one
-recovers, until the workflows finish).
+recovers, until the workflows finish). ``--without-children``: ``payment`` starts no
+child workflows (fewer writes to sweep).
+
+Every recovery is checked against the crash point's state and against the crash-free
+run: nothing recorded is lost or changed, no recorded body runs again, every workflow
+(each child too) exists once under the same id and ends with the same status and
+result, and every history has the same operations.
 
 Usage::
 
@@ -39,6 +45,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from durably.children import PARENT_SIGNAL, child_signal
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 import all_features_program as program
@@ -46,8 +54,15 @@ import all_features_program as program
 #: A child that runs longer than this is hung: SIGALRM kills it and the driver says so.
 CHILD_TIMEOUT_SECONDS = 60
 FINISHED = ("COMPLETED", "FAILED")
+#: Operations whose recorded result must be the crash-free run's too: which child was
+#: started (its id), what it returned, which map items settled.
+COMPOSITION = ("CHILD", "CHILD_RESULT", "MAP")
 #: Tries of a run stopped by the orphaned-run defect before giving up on a point.
 ATTEMPTS = 3
+#: Write boundaries tried past the crash-free run's last one: a run may make a write
+#: more than another (on PostgreSQL, a parent may or may not suspend once more while
+#: its children run), and the sweep must reach the end of every run.
+EXTRA_POINTS = 3
 
 
 # -- processes --------------------------------------------------------------------------
@@ -158,6 +173,8 @@ class Stores:
         shutil.rmtree(target.directory, ignore_errors=True)
 
 
+#: The recorded work: every row of each table in ``TABLES``, by its primary key.
+State = dict[str, dict[tuple[Any, ...], dict[str, Any]]]
 TABLES = {
     "workflows": ("workflow_id",),
     "operations": ("workflow_id", "seq"),
@@ -166,7 +183,7 @@ TABLES = {
 }
 
 
-def snapshot(target: Target) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
+def snapshot(target: Target) -> State:
     """Every row of the tables that hold recorded work, keyed by primary key."""
     rows: dict[str, list[dict[str, Any]]] = {table: [] for table in TABLES}
     if target.spec["kind"] == "sqlite":
@@ -197,17 +214,17 @@ def snapshot(target: Target) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]
             ).fetchone()
             if exists:
                 for table in TABLES:
-                    query = sql.SQL("SELECT * FROM {}.{}").format(
+                    statement = sql.SQL("SELECT * FROM {}.{}").format(
                         sql.Identifier(target.spec["schema"]), sql.Identifier(table)
                     )
-                    rows[table] = list(db.execute(query))
+                    rows[table] = list(db.execute(statement))
     return {
         table: {tuple(row[column] for column in TABLES[table]): row for row in rows[table]}
         for table in TABLES
     }
 
 
-def progress(state: dict[str, dict[tuple[Any, ...], dict[str, Any]]]) -> object:
+def progress(state: State) -> object:
     """The recorded work in a snapshot, without ownership (claims change that)."""
     statuses = {
         key: (row["status"], row["result"], row["cancel_requested"])
@@ -246,10 +263,20 @@ class Tally:
 def check_nothing_lost(
     tally: Tally,
     point: str,
-    before: dict[str, dict[tuple[Any, ...], dict[str, Any]]],
-    after: dict[str, dict[tuple[Any, ...], dict[str, Any]]],
+    before: State,
+    after: State,
 ) -> None:
     """Whatever was recorded before a crash is still recorded, unchanged, after it."""
+    for key, row in before["workflows"].items():
+        later = after["workflows"].get(key)
+        tally.check(later is not None, f"{point}: workflow {key} was lost")
+        if later is None:
+            continue
+        same: tuple[str, ...] = ("workflow_name", "input", "deadline_at", "created_at")
+        tally.check(
+            all(later[column] == row[column] for column in same),
+            f"{point}: workflow {key} changed its input or deadline: {row} -> {later}",
+        )
     for key, row in before["operations"].items():
         later = after["operations"].get(key)
         tally.check(later is not None, f"{point}: operation {key} was lost")
@@ -294,7 +321,7 @@ def check_nothing_lost(
 def check_nothing_repeated(
     tally: Tally,
     point: str,
-    before: dict[str, dict[tuple[Any, ...], dict[str, Any]]],
+    before: State,
     effects: list[dict[str, Any]],
     crashed_pids: set[int],
 ) -> None:
@@ -329,7 +356,7 @@ def check_nothing_repeated(
 
 
 def check_final_state(
-    tally: Tally, point: str, final: dict[str, dict[tuple[Any, ...], dict[str, Any]]]
+    tally: Tally, point: str, final: State, bodies: tuple[tuple[str, str], ...]
 ) -> None:
     """Exactly one approval signal, consumed exactly once; every body recorded."""
     approvals = [
@@ -345,8 +372,99 @@ def check_final_state(
         for row in final["operations"].values()
         if row["status"] in FINISHED
     }
-    for body in program.BODIES:
+    for body in bodies:
         tally.check(body in recorded, f"{point}: {body} has no recorded outcome")
+
+
+def started_children(state: State) -> dict[str, list[tuple[str, int]]]:
+    """Every child id recorded as started, with the (parent, seq) of each operation
+    that recorded it."""
+    starts: dict[str, list[tuple[str, int]]] = {}
+    for (workflow_id, seq), row in sorted(state["operations"].items()):
+        if row["kind"] == "CHILD" and row["status"] == "COMPLETED":
+            starts.setdefault(json.loads(row["result"]), []).append((workflow_id, seq))
+    return starts
+
+
+def check_children(tally: Tally, point: str, final: State) -> None:
+    """Each child was started by exactly one operation of one parent, is linked to that
+    parent at most once, and told it of its end at most once.
+
+    (A link or an end signal may be missing: a child that ended before its parent
+    linked to it, or a process killed between a child's end and the signal; the parent
+    reads the child's record before it waits, and looks again while it waits.)
+    """
+    for child_id, starts in started_children(final).items():
+        tally.check(
+            len(starts) == 1 and (child_id,) in final["workflows"],
+            f"{point}: child {child_id} was started by {starts}, recorded as "
+            f"{final['workflows'].get((child_id,))}",
+        )
+        parent = starts[0][0]
+        links = [
+            json.loads(row["payload"])
+            for row in final["signals"].values()
+            if row["workflow_id"] == child_id and row["name"] == PARENT_SIGNAL
+        ]
+        tally.check(links in ([], [parent]), f"{point}: child {child_id} linked to {links}")
+        ends = [
+            row["workflow_id"]
+            for row in final["signals"].values()
+            if row["name"] == child_signal(child_id)
+        ]
+        tally.check(ends in ([], [parent]), f"{point}: the end of {child_id} was sent to {ends}")
+
+
+def outcomes(state: State) -> dict[str, tuple[object, ...]]:
+    """How each workflow ended: its name, input, status, result and whether it has a
+    deadline (the deadline itself is a time of the run)."""
+    return {
+        row["workflow_id"]: (
+            row["workflow_name"],
+            row["input"],
+            row["status"],
+            row["result"],
+            row["deadline_at"] is not None,
+        )
+        for row in state["workflows"].values()
+    }
+
+
+def histories(state: State) -> dict[str, list[tuple[object, ...]]]:
+    """Each workflow's operations (number, kind, name, status) and failed attempts;
+    with their results for composition operations (the others record times and random
+    values)."""
+    shapes: dict[str, list[tuple[object, ...]]] = {}
+    for (workflow_id, seq), row in sorted(state["operations"].items()):
+        result = row["result"] if row["kind"] in COMPOSITION else None
+        shapes.setdefault(workflow_id, []).append(
+            (seq, row["kind"], row["name"], row["status"], result)
+        )
+    for workflow_id, seq, attempt in sorted(state["attempts"]):
+        shapes.setdefault(workflow_id, []).append((seq, "failed attempt", attempt))
+    return shapes
+
+
+def check_same_as_crash_free(tally: Tally, point: str, final: State, expected: State) -> None:
+    """The recovered run recorded what the crash-free run did: the same workflows (no
+    child created twice, none under another id), each ending the same, with the same
+    history (the same children started and the same results awaited)."""
+    ended, wanted = outcomes(final), outcomes(expected)
+    tally.check(
+        ended.keys() == wanted.keys(),
+        f"{point}: workflows {sorted(ended)} instead of the crash-free {sorted(wanted)}",
+    )
+    for workflow_id, outcome in wanted.items():
+        tally.check(
+            ended.get(workflow_id) == outcome,
+            f"{point}: {workflow_id} ended {ended.get(workflow_id)} instead of {outcome}",
+        )
+    recorded, wanted_histories = histories(final), histories(expected)
+    for workflow_id, history in wanted_histories.items():
+        tally.check(
+            recorded.get(workflow_id) == history,
+            f"{point}: {workflow_id} recorded {recorded.get(workflow_id)} instead of {history}",
+        )
 
 
 # -- the sweep --------------------------------------------------------------------------
@@ -355,15 +473,24 @@ def check_final_state(
 class Sweep:
     """Runs crash points against fresh stores and checks every recovery."""
 
-    def __init__(self, stores: Stores) -> None:
+    def __init__(self, stores: Stores, *, children: bool) -> None:
         self.stores = stores
+        self.children = children
+        #: Every step and compensation body of the workflows swept.
+        self.bodies = program.BODIES + (program.CHILD_BODIES if children else ())
         self.tally = Tally()
         self.baseline: dict[str, Any] | None = None
+        #: What the crash-free run recorded.
+        self.expected: State = {table: {} for table in TABLES}
         self.boundaries = 0
 
     def worker(self, target: Target, crash: str | None, **options: Any) -> ChildResult:
         self.tally.processes += 1
-        return fork_run(lambda: program.run_worker(target.spec, target.log, crash, **options))
+        return fork_run(
+            lambda: program.run_worker(
+                target.spec, target.log, crash, children=self.children, **options
+            )
+        )
 
     def client(self, target: Target) -> ChildResult:
         self.tally.processes += 1
@@ -381,6 +508,7 @@ class Sweep:
             target = self.stores.fresh(0, f"baseline-{attempt}")
             try:
                 result = self.worker(target, None)
+                final = snapshot(target)
             finally:
                 self.stores.drop(target)
             if self.is_orphaned(result):
@@ -388,7 +516,17 @@ class Sweep:
             if result.exit_code != 0 or result.value is None:
                 raise SystemExit(f"the crash-free run failed: {result}")
             self.baseline = result.value["outcome"]
+            self.expected = final
             self.boundaries = int(result.value["boundaries"])
+            # The reference must be what the program says it is (not counted as checks).
+            reference = Tally()
+            children = sorted(started_children(final))
+            wanted = sorted(program.CHILD_IDS if self.children else ())
+            reference.check(children == wanted, f"children {children} instead of {wanted}")
+            check_final_state(reference, "crash-free run", final, self.bodies)
+            check_children(reference, "crash-free run", final)
+            if reference.violations:
+                raise SystemExit(f"the crash-free run is not the reference: {reference.violations}")
             return
         raise SystemExit("every crash-free run was stopped by the orphaned-run defect")
 
@@ -431,7 +569,7 @@ class Sweep:
         self,
         point: str,
         target: Target,
-        before: dict[str, dict[tuple[Any, ...], dict[str, Any]]],
+        before: State,
         recovered: ChildResult,
         crashed_pids: set[int],
     ) -> None:
@@ -444,7 +582,9 @@ class Sweep:
         after = snapshot(target)
         check_nothing_lost(self.tally, point, before, after)
         check_nothing_repeated(self.tally, point, before, side_effects(target), crashed_pids)
-        check_final_state(self.tally, point, after)
+        check_final_state(self.tally, point, after, self.bodies)
+        check_children(self.tally, point, after)
+        check_same_as_crash_free(self.tally, point, after, self.expected)
 
     def sweep(self, crashes: list[str], concurrency: int) -> int:
         """Try every crash point, ``concurrency`` at a time (each in its own process
@@ -537,15 +677,22 @@ def main() -> None:
     parser.add_argument("--url")
     parser.add_argument("--schema")
     parser.add_argument("--concurrency", type=int, default=6)
+    parser.add_argument(
+        "--without-children", action="store_true", help="payment starts no child workflows"
+    )
     arguments = parser.parse_args()
-    sweep = Sweep(Stores(arguments.store, arguments.work, arguments.url, arguments.schema))
+    sweep = Sweep(
+        Stores(arguments.store, arguments.work, arguments.url, arguments.schema),
+        children=not arguments.without_children,
+    )
     sweep.run_baseline()
     unreached = 0
     if arguments.mode in ("before", "after"):
-        crashes = [f"{arguments.mode}:{n}" for n in range(1, sweep.boundaries + 2)]
+        last = sweep.boundaries + EXTRA_POINTS
+        crashes = [f"{arguments.mode}:{n}" for n in range(1, last + 1)]
         unreached = sweep.sweep(crashes, arguments.concurrency)
     elif arguments.mode == "inside":
-        crashes = [f"inside:{name}" for _, name in program.BODIES]
+        crashes = [f"inside:{name}" for _, name in sweep.bodies]
         crashes += [f"inside:{name}@{attempt}" for name, attempt in program.ATTEMPT_BODIES]
         unreached = sweep.sweep(crashes, arguments.concurrency)
     else:
@@ -556,6 +703,7 @@ def main() -> None:
             {
                 "store": arguments.store,
                 "mode": arguments.mode,
+                "children": sweep.children,
                 "boundaries": sweep.boundaries,
                 "crash_points": tally.crash_points,
                 "unreached_points": unreached,
