@@ -17,8 +17,16 @@ def blocks(language: str) -> list[str]:
 def test_the_events_page_prints_what_it_shows(tmp_path: Path) -> None:
     """The workflow example prints the shown output twice (the second run reads the
     recorded workflow back), and the other-process reader prints its shown output."""
-    workflow, reader = blocks("python")
-    shown_workflow, shown_reader = blocks("text")
+    workflow, reader, _ = blocks("python")
+    shown_workflow, shown_reader, _ = blocks("text")
     assert run_code(workflow, tmp_path) == shown_workflow
     assert run_code(workflow, tmp_path) == shown_workflow
     assert run_code(reader, tmp_path) == shown_reader
+
+
+def test_the_watch_example_prints_what_it_shows(tmp_path: Path) -> None:
+    """The list of suspended workflows changes as the order suspends and is paid; its
+    history lists the step and the signal wait with their results."""
+    watcher = blocks("python")[2]
+    shown = blocks("text")[2]
+    assert run_code(watcher, tmp_path) == shown
