@@ -3,7 +3,7 @@ publish, their progress and their results."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
@@ -14,10 +14,16 @@ from durably.error_records import workflow_failure
 from durably.errors import WorkflowFailedError, WorkflowNotFoundError
 from durably.handles import CheckpointInfo, WorkflowInfo
 from durably.identifiers import validate_identifier
-from durably.models import OperationStatus, WorkflowRecord, WorkflowStatus
+from durably.models import WorkflowRecord, WorkflowStatus
 from durably.notifier import ANY_WORKFLOW, progress_key
 
 R = TypeVar("R")
+T = TypeVar("T")
+
+#: What a watch finds at one look: the value to yield, the key that tells whether it
+#: changed, and whether it is the last (the workflow finished).
+_Look = tuple[T, object, bool]
+_NOTHING_YET = object()
 
 
 class AppReads(AppState):
@@ -68,17 +74,13 @@ class AppReads(AppState):
         within ``poll_interval`` (at once on PostgreSQL, which announces them).
         """
         self._require_open()
-        last: list[tuple[str, WorkflowStatus]] | None = None
-        with self._notifier.watching(ANY_WORKFLOW):
-            while True:
-                seen = self._notifier.generation(ANY_WORKFLOW)
-                listed = await self.list_workflows(status=status, name=name, limit=limit)
-                key = [(info.workflow_id, info.status) for info in listed]
-                if key != last:
-                    last = key
-                    yield listed
-                until = self._clock.now() + self._env.poll_interval
-                await self._notifier.wait(ANY_WORKFLOW, until, since=seen)
+
+        async def look() -> _Look[list[WorkflowInfo]]:
+            listed = await self.list_workflows(status=status, name=name, limit=limit)
+            return listed, [(info.workflow_id, info.status) for info in listed], False
+
+        async for listed in self._changes(ANY_WORKFLOW, look):
+            yield listed
 
     async def history(self, workflow_id: str) -> list[CheckpointInfo]:
         """The durable operations the workflow recorded (its checkpoints): body
@@ -98,23 +100,17 @@ class AppReads(AppState):
         """Yield :meth:`history` now, then again whenever an operation is recorded or
         changes, until the workflow finishes. An unknown id yields nothing."""
         self._require_open()
-        last: list[tuple[int, OperationStatus, int]] | None = None
-        channel = progress_key(workflow_id)  # woken by every recorded step
-        with self._notifier.watching(channel):
-            while True:
-                seen = self._notifier.generation(channel)
-                record = await self._store.get_workflow(workflow_id)
-                if record is None:
-                    return
-                checkpoints = await self._checkpoints(workflow_id)
-                key = [(c.seq, c.status, c.attempts) for c in checkpoints]
-                if key != last:
-                    last = key
-                    yield checkpoints
-                if record.status.is_terminal:
-                    return
-                until = self._clock.now() + self._env.poll_interval
-                await self._notifier.wait(channel, until, since=seen)
+
+        async def look() -> _Look[list[CheckpointInfo]] | None:
+            record = await self._store.get_workflow(workflow_id)
+            if record is None:
+                return None
+            checkpoints = await self._checkpoints(workflow_id)
+            key = [(c.seq, c.status, c.attempts) for c in checkpoints]
+            return checkpoints, key, record.status.is_terminal
+
+        async for checkpoints in self._changes(progress_key(workflow_id), look):
+            yield checkpoints
 
     async def _checkpoints(self, workflow_id: str) -> list[CheckpointInfo]:
         operations = (await self._store.load_history(workflow_id)).operations
@@ -198,19 +194,35 @@ class AppReads(AppState):
         An unknown id yields nothing.
         """
         self._require_open()
-        last: tuple[WorkflowStatus, int] | None = None
-        channel = progress_key(workflow_id)  # woken by every recorded step
+
+        async def look() -> _Look[WorkflowInfo] | None:
+            record = await self._store.get_workflow(workflow_id)
+            if record is None:
+                return None
+            key = (record.status, record.updated_at)
+            return WorkflowInfo.from_record(record), key, record.status.is_terminal
+
+        async for info in self._changes(progress_key(workflow_id), look):
+            yield info
+
+    async def _changes(
+        self, channel: str, look: Callable[[], Awaitable[_Look[T] | None]]
+    ) -> AsyncIterator[T]:
+        """What ``look`` finds now, then again whenever its key changes, looking again
+        at every notification on ``channel`` (and every ``poll_interval``, for other
+        processes' changes); ends when ``look`` finds nothing or says it is the last."""
+        last: object = _NOTHING_YET
         with self._notifier.watching(channel):
             while True:
                 seen = self._notifier.generation(channel)
-                record = await self._store.get_workflow(workflow_id)
-                if record is None:
+                found = await look()
+                if found is None:
                     return
-                key = (record.status, record.updated_at)
+                value, key, final = found
                 if key != last:
                     last = key
-                    yield WorkflowInfo.from_record(record)
-                if record.status.is_terminal:
+                    yield value
+                if final:
                     return
                 until = self._clock.now() + self._env.poll_interval
                 await self._notifier.wait(channel, until, since=seen)

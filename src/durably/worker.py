@@ -84,10 +84,11 @@ class Worker:
         now = self._clock.now()
         hostname = socket.gethostname()
         for executor_id, host, pid, _ in await self._store.list_executors():
-            if executor_id == self._executor_id:
-                # Our own previous incarnation (a fixed executor_id): its runs crashed.
-                await self._store.remove_executor(executor_id=executor_id, expire_leases=True)
-            elif host == hostname and pid != os.getpid() and not is_process_alive(pid):
+            # Our own previous incarnation (a fixed executor_id), or a process of this
+            # host that is gone: its runs crashed.
+            if executor_id == self._executor_id or (
+                host == hostname and pid != os.getpid() and not is_process_alive(pid)
+            ):
                 expired = await self._store.remove_executor(
                     executor_id=executor_id, expire_leases=True
                 )

@@ -88,3 +88,19 @@ def test_a_postgresql_url_may_name_the_schema() -> None:
         "billing",
     )
     assert open_store("postgres://app@db.example/prod").schema == "durably"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///app.db?synchronous=FULL", "app.sqlite", "postgresql://h/db?schema=s"]
+)
+def test_migrate_false_reaches_the_store(url: str) -> None:
+    """open_store(url, migrate=False): a store that never migrates, the URL's other
+    options kept (what operator commands open)."""
+    pytest.importorskip("psycopg")
+    store = open_store(url, migrate=False)
+    assert store.migrate is False
+    assert open_store(url).migrate is True
+    if isinstance(store, SqliteStore):
+        assert store.synchronous == ("FULL" if "FULL" in url else "NORMAL")
+    else:
+        assert store.schema == "s"

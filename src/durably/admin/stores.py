@@ -21,26 +21,17 @@ def open_operator_store(url: str) -> Store:
             which forms are accepted).
     """
     try:
-        store = open_store(url)
+        store = open_store(url, migrate=False)
     except (ImportError, AttributeError) as error:  # an incomplete store extra
         raise ConfigurationError(f"cannot open a store for {url!r}: {error}") from error
     if isinstance(store, MemoryStore):
         raise ConfigurationError(
             "memory:// is empty in a new process; give the database your app uses"
         )
-    if isinstance(store, SqliteStore):
-        if not store.path.is_file():
-            raise ConfigurationError(
-                f"no database file at {store.path.resolve()} (from {url!r}); check the path "
-                f"(sqlite:///relative.db, sqlite:////absolute.db): operator commands never "
-                f"create a database"
-            )
-        return SqliteStore(store.path, synchronous=store.synchronous, migrate=False)
-    if url.startswith(("postgresql://", "postgres://")):
-        from durably.store.postgres import PostgresStore  # imported by open_store already
-
-        if isinstance(store, PostgresStore):
-            return PostgresStore(store.url, schema=store.schema, migrate=False)
-    raise ConfigurationError(
-        f"operator commands open SQLite and PostgreSQL stores only, not {store!r} (from {url!r})"
-    )
+    if isinstance(store, SqliteStore) and not store.path.is_file():
+        raise ConfigurationError(
+            f"no database file at {store.path.resolve()} (from {url!r}); check the path "
+            f"(sqlite:///relative.db, sqlite:////absolute.db): operator commands never "
+            f"create a database"
+        )
+    return store

@@ -24,7 +24,7 @@ _ACCEPTED_FORMS = (
 )
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, migrate: bool = True) -> Store:
     """The store that ``url`` names, not yet opened.
 
     Accepted forms:
@@ -36,6 +36,10 @@ def open_store(url: str) -> Store:
     * ``"postgresql://..."`` or ``"postgres://..."``: a ``PostgresStore`` (an extra);
       ``?schema=name`` picks the PostgreSQL schema of its tables (default ``durably``).
 
+    ``migrate=False`` makes a SQLite or PostgreSQL store that opens only a database
+    already holding this code's schema and changes nothing otherwise (see
+    :class:`SqliteStore`).
+
     Raises:
         ConfigurationError: the URL is not understood, or names a store whose extra
             is not installed.
@@ -43,15 +47,15 @@ def open_store(url: str) -> Store:
     if url == "memory://":
         return MemoryStore()
     if url.startswith(("postgresql://", "postgres://")):
-        return _open_postgres(url)
+        return _open_postgres(url, migrate)
     if url.startswith("sqlite:"):
-        return _open_sqlite(url)
+        return _open_sqlite(url, migrate)
     if "://" not in url and url.lower().endswith(_SQLITE_SUFFIXES):
-        return SqliteStore(url)
+        return SqliteStore(url, migrate=migrate)
     raise ConfigurationError(f"cannot open a store from {url!r}; use one of: {_ACCEPTED_FORMS}")
 
 
-def _open_sqlite(url: str) -> SqliteStore:
+def _open_sqlite(url: str, migrate: bool) -> SqliteStore:
     parts = urlsplit(url)
     if not url.startswith("sqlite://") or parts.netloc:
         raise ConfigurationError(
@@ -69,10 +73,10 @@ def _open_sqlite(url: str) -> SqliteStore:
             f"option is synchronous=NORMAL|FULL"
         )
     synchronous = options.get("synchronous", ["NORMAL"])[-1]
-    return SqliteStore(path, synchronous=synchronous)
+    return SqliteStore(path, synchronous=synchronous, migrate=migrate)
 
 
-def _open_postgres(url: str) -> Store:
+def _open_postgres(url: str, migrate: bool) -> Store:
     try:
         module = importlib.import_module("durably.store.postgres")
     except ImportError as error:
@@ -84,6 +88,8 @@ def _open_postgres(url: str) -> Store:
     schemas = [value for key, value in options if key == "schema"]
     rest = urlencode([(key, value) for key, value in options if key != "schema"])
     store: Store = module.PostgresStore(
-        urlunsplit(parts._replace(query=rest)), **({"schema": schemas[-1]} if schemas else {})
+        urlunsplit(parts._replace(query=rest)),
+        migrate=migrate,
+        **({"schema": schemas[-1]} if schemas else {}),
     )
     return store

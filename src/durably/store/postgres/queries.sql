@@ -446,13 +446,6 @@ SELECT changed.*,
            AS notified
 FROM changed;
 
--- name: lock_owned_workflow
--- Lock a workflow's row while the fence owns it (what suspend_workflow runs first, so
--- that its own snapshot is taken after any append that held the row).
-SELECT 1 FROM workflows
-WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s
-FOR NO KEY UPDATE;
-
 -- name: suspend_workflow
 -- RUNNING to SUSPENDED, releasing ownership, fenced; due at once when the awaited signal
 -- is already in the inbox or a cancellation was requested.
@@ -472,6 +465,21 @@ UPDATE workflows SET
         ELSE %(wake_at)s::bigint END
 WHERE workflow_id = %(workflow_id)s AND owner = %(owner)s AND fence = %(fence)s
   AND status = 'RUNNING'
+RETURNING *;
+
+-- name: wake_for_waiting_signal
+-- Right after suspend_workflow committed a wait for a signal that it did not find:
+-- make the workflow due now if that signal is in the inbox after all (appended while
+-- the suspension waited for the row's lock: its snapshot could not see it). The fence
+-- is unchanged unless the workflow was claimed since, and then its new run sees the
+-- signal anyway. One row when it was woken.
+UPDATE workflows SET wake_at = LEAST(COALESCE(wake_at, %(now)s), %(now)s)
+WHERE workflow_id = %(workflow_id)s AND fence = %(fence)s AND status = 'SUSPENDED'
+  AND EXISTS (
+      SELECT 1 FROM signals
+      WHERE signals.workflow_id = %(workflow_id)s
+        AND signals.name = %(signal)s::text
+        AND signals.consumed_seq IS NULL)
 RETURNING *;
 
 -- name: flag_cancel

@@ -559,16 +559,16 @@ class PostgresStore:
         }
 
         async def work(connection: Connection) -> WorkflowRecord:
-            async with connection.transaction():
-                # Lock the row first, then decide in a second statement: under READ
-                # COMMITTED its snapshot sees a signal appended by a transaction that
-                # held the row until it committed (one statement that waited for the
-                # lock would re-read the row, but not the signals).
-                await connection.execute(Q["lock_owned_workflow"], params)
-                row = await (await connection.execute(Q["suspend_workflow"], params)).fetchone()
-                if row is None:
-                    return await _made_or_refused(connection, fence, WorkflowStatus.SUSPENDED)
-                return _rows.workflow_from_row(row)
+            row = await (await connection.execute(Q["suspend_workflow"], params)).fetchone()
+            if row is None:
+                return await _made_or_refused(connection, fence, WorkflowStatus.SUSPENDED)
+            if waiting_for_signal is not None and row["wake_at"] != now:
+                # A signal appended while this statement waited for the row's lock is
+                # not in its snapshot (under READ COMMITTED it re-read the row, not the
+                # signals): a second statement, with a snapshot of its own, looks.
+                woken = await connection.execute(Q["wake_for_waiting_signal"], params)
+                row = await woken.fetchone() or row
+            return _rows.workflow_from_row(row)
 
         return await self._run(work)
 
