@@ -182,11 +182,18 @@ async def test_a_failed_commit_fails_every_write_of_its_batch(store: SqliteStore
     assert 0 in (await store.load_history("w-1")).operations
 
 
-async def test_an_sqlite_error_in_a_write_is_a_store_error(store: SqliteStore) -> None:
-    """The caller sees StoreError with the driver's error as its cause."""
+@pytest.mark.parametrize("one_statement", [False, True])
+async def test_an_sqlite_error_in_a_write_is_a_store_error(
+    store: SqliteStore, one_statement: bool
+) -> None:
+    """The caller sees StoreError with the driver's error as its cause, whether the
+    write ran in a transaction or alone in autocommit mode."""
     with pytest.raises(StoreError) as caught:
-        await store.writer.submit(lambda c: c.execute("INSERT INTO nowhere VALUES (1)"))
+        await store.writer.submit(
+            lambda c: c.execute("INSERT INTO nowhere VALUES (1)"), one_statement=one_statement
+        )
     assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    assert await store.writer.submit(lambda c: 1, one_statement=one_statement) == 1
 
 
 # -- locked databases ------------------------------------------------------------------
@@ -259,9 +266,13 @@ async def test_writes_commit_on_the_event_loop_thread_when_the_file_is_free(
         await writer.stop()
 
 
-async def test_a_locked_database_never_blocks_the_event_loop(tmp_path: Path) -> None:
+@pytest.mark.parametrize("one_statement", [False, True])
+async def test_a_locked_database_never_blocks_the_event_loop(
+    tmp_path: Path, one_statement: bool
+) -> None:
     """While another connection holds the lock, the write waits on the writer thread
-    and the loop keeps running other tasks; the write commits once the lock is free."""
+    and the loop keeps running other tasks; the write commits once the lock is free
+    (a one-statement write too, which alone would run in autocommit on the loop)."""
     path = tmp_path / "locked.db"
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     loop_ran = threading.Event()
@@ -283,9 +294,9 @@ async def test_a_locked_database_never_blocks_the_event_loop(tmp_path: Path) -> 
 
         def work(connection: sqlite3.Connection) -> int:
             threads.append(threading.get_ident())
-            return int(connection.execute("SELECT count(*) FROM executors").fetchone()[0])
+            return connection.execute("DELETE FROM executors").rowcount
 
-        write = asyncio.ensure_future(writer.submit(work))
+        write = asyncio.ensure_future(writer.submit(work, one_statement=one_statement))
         for _ in range(3):
             await asyncio.sleep(0)  # yield: the loop-side attempt fails fast, not blocks
         assert not write.done()

@@ -57,6 +57,8 @@ BUSY_RETRIES = 4
 BUSY_PAUSE = 0.05
 
 _SAVEPOINT = "durably_write"
+#: What :meth:`SqliteWriter._autocommit_on_loop` returns when the database is locked.
+_LOCKED: Any = object()
 
 
 @dataclass(slots=True)
@@ -212,12 +214,19 @@ class SqliteWriter:
         if self._thread is None:
             raise StoreError(f"the SQLite store {self._name} is not open; await store.open() first")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        write = _Write(work, loop, future, one_statement)
-        if self._may_commit_now():
+        alone = self._may_commit_now()
+        if alone:
             self._writes_without_yield += 1
             self._last_batch = 1
-            outcomes = self._commit_on_loop([write])
+            if one_statement:
+                value = self._autocommit_on_loop(work)
+                if value is not _LOCKED:
+                    return cast(T, value)
+        future: asyncio.Future[T] = loop.create_future()
+        write = _Write(work, loop, future, one_statement)
+        if alone:
+            # A one-statement write here found the database locked: no second try.
+            outcomes = None if one_statement else self._commit_on_loop([write])
             if outcomes is None:
                 self._queue.put(write)  # the database is locked: the thread waits for it
             elif outcomes[0].error is None:
@@ -283,6 +292,34 @@ class SqliteWriter:
                 return [_Outcome(error=_internal_error(error)) for _ in batch]
             self._count(outcomes)
             return outcomes
+        finally:
+            self._lock.release()
+
+    def _autocommit_on_loop(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run a lone one-statement write in autocommit mode on the loop's thread and
+        return its result, or :data:`_LOCKED` when another connection holds the database
+        (the thread must wait). The hot path of sequential steps: no future, no batch.
+
+        Raises:
+            StoreError: SQLite failed.
+            Exception: what ``work`` raised (a stale fence, say).
+        """
+        connection = self._connection
+        if connection is None or not self._lock.acquire(blocking=False):
+            return _LOCKED
+        try:
+            self._set_busy_timeout(connection, 0)
+            try:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")  # left open by a failed ROLLBACK
+                value = work(connection)
+            except sqlite3.Error as error:
+                if is_busy(error):
+                    return _LOCKED
+                raise self._transaction_error(_TransactionFailed(error, 1)) from error
+            self.committed_transactions += 1
+            self.committed_writes += 1
+            return value
         finally:
             self._lock.release()
 
