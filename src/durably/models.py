@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from durably._fast_init import fast_init
+
 
 class WorkflowStatus(StrEnum):
     """Where a workflow is in its life. Stored as these upper-case strings."""
@@ -179,6 +181,7 @@ class ErrorInfo:
             return cls(type="CorruptRecordError", message=f"unreadable stored error: {text!r}")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowRecord:
     """One workflow as stored: identity, status, payloads and ownership."""
@@ -233,6 +236,7 @@ class QueueLimits:
     rate_period: int = 1_000_000
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OperationRecord:
     """The recorded outcome of one durable operation at (workflow_id, seq).

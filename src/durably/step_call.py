@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from durably._fast_init import fast_init
 from durably.clock import Clock
 from durably.errors import StepTimeoutError
 from durably.registry import StepDefinition
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepInfo:
     """The step running now, as seen from inside its function."""
