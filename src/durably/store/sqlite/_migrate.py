@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 
-from durably.errors import ConfigurationError, SchemaVersionError
+from durably.errors import ConfigurationError, SchemaVersionError, StoreError
 
 _PACKAGE = "durably.store.sqlite"
 _FILE_NAME = re.compile(r"^(\d{4})_\w+\.sql$")
@@ -210,26 +210,58 @@ def migrate(connection: sqlite3.Connection, *, up_to: int | None = None) -> int:
     Two processes opening a new file at once are serialised by the write lock: the
     second finds the schema current.
 
+    Foreign keys are off while migrations run, as SQLite's procedure for changing a
+    table requires (``PRAGMA foreign_keys`` cannot change inside a transaction):
+    rebuilding a parent table drops the old one, and with foreign keys on that would
+    delete every child row. Before committing, ``PRAGMA foreign_key_check`` must find
+    no row without its parent; the connection's setting is restored afterwards.
+
     Returns:
         The schema version now in the database.
 
     Raises:
         SchemaVersionError: the database is newer than this code (nothing is changed).
+        StoreError: after the migrations, rows refer to missing parents (nothing is
+            changed).
     """
     target = latest_version() if up_to is None else up_to
-    connection.execute("BEGIN IMMEDIATE")
+    foreign_keys = bool(connection.execute("PRAGMA foreign_keys").fetchone()[0])
+    connection.execute("PRAGMA foreign_keys = OFF")
     try:
-        current = check_version(connection)
-        for migration in migrations():
-            if current < migration.version <= target:
-                for statement in migration.statements:
-                    connection.execute(statement)
-                # PRAGMA takes no bound parameters; the version is an int from a file name.
-                connection.execute(f"PRAGMA user_version = {migration.version:d}")
-                current = migration.version
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            current = check_version(connection)
+            applied = False
+            for migration in migrations():
+                if current < migration.version <= target:
+                    for statement in migration.statements:
+                        connection.execute(statement)
+                    # PRAGMA takes no bound parameters; the version is an int from a name.
+                    connection.execute(f"PRAGMA user_version = {migration.version:d}")
+                    current, applied = migration.version, True
+            if applied:
+                _require_parents(connection, current)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+    finally:
+        connection.execute(
+            "PRAGMA foreign_keys = ON" if foreign_keys else "PRAGMA foreign_keys = OFF"
+        )
     return current
+
+
+def _require_parents(connection: sqlite3.Connection, version: int) -> None:
+    """Refuse to commit migrations that leave a row referring to a missing parent."""
+    orphans = connection.execute("PRAGMA foreign_key_check").fetchall()
+    if orphans:
+        tables = sorted({str(row[0]) for row in orphans})
+        raise StoreError(
+            f"migrating the database to schema version {version} found {len(orphans)} "
+            f"row(s) in {', '.join(tables)} whose workflow is missing (were rows deleted "
+            f"with foreign keys off, by another tool?); the migration was rolled back and "
+            f"the file was not changed. Delete those rows (PRAGMA foreign_key_check lists "
+            f"them) and open the store again."
+        )

@@ -58,6 +58,25 @@ T = TypeVar("T")
 Q = load_queries("durably.store.sqlite")
 #: The checkpoint, bound by position (the hot path).
 _RECORD_OPERATION = numbered(Q["record_operation"], _rows.OPERATION_PARAMS)
+#: How many source statuses set_workflow_status compares the current status with.
+_SOURCE_SLOTS = 5
+
+
+def _source_params(status: WorkflowStatus) -> dict[str, str]:
+    """The ``source_N`` parameters of set_workflow_status for a move to ``status``: the
+    statuses it may come from, and itself (setting it again is allowed), the last one
+    repeated to fill every slot."""
+    sources = sorted({*allowed_sources(status), status})
+    if len(sources) > _SOURCE_SLOTS:
+        raise RuntimeError(
+            f"{len(sources)} statuses may move to {status.value}, more than the "
+            f"{_SOURCE_SLOTS} that set_workflow_status compares: add slots to the query"
+        )
+    sources += sources[-1:] * (_SOURCE_SLOTS - len(sources))
+    return {f"source_{slot}": source.value for slot, source in enumerate(sources, start=1)}
+
+
+_SOURCES = {status: _source_params(status) for status in WorkflowStatus}
 
 
 def _json_list(values: Collection[str]) -> str:
@@ -495,7 +514,7 @@ class SqliteStore:
         params = {
             **_rows.fence_params(fence),
             "status": status.value,
-            "sources": _json_list({*allowed_sources(status), status}),
+            **_SOURCES[status],
             "now": now,
             "result": result,
             "error": error,
