@@ -213,7 +213,6 @@ class SqliteWriter:
         """
         if self._thread is None:
             raise StoreError(f"the SQLite store {self._name} is not open; await store.open() first")
-        loop = asyncio.get_running_loop()
         alone = self._may_commit_now()
         if alone:
             self._writes_without_yield += 1
@@ -222,6 +221,7 @@ class SqliteWriter:
                 value = self._autocommit_on_loop(work)
                 if value is not _LOCKED:
                     return cast(T, value)
+        loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         write = _Write(work, loop, future, one_statement)
         if alone:
@@ -262,6 +262,7 @@ class SqliteWriter:
         the database is locked: then the writer thread takes the batch."""
         self._flush_scheduled = False
         pending, self._pending = self._pending, []
+        running = asyncio.get_running_loop()
         while pending:
             batch, pending = pending[: self._max_batch], pending[self._max_batch :]
             self._last_batch = len(batch)
@@ -271,7 +272,10 @@ class SqliteWriter:
                     self._queue.put(write)
                 continue
             for write, outcome in zip(batch, outcomes, strict=True):
-                _settle(write.loop, write.future, outcome)
+                if write.loop is running:
+                    _resolve(write.future, outcome)  # no need to go round the loop
+                else:
+                    _settle(write.loop, write.future, outcome)
 
     def _commit_on_loop(self, batch: list[_Write]) -> list[_Outcome] | None:
         """Commit ``batch`` on the loop's thread and return each write's outcome, or
@@ -498,25 +502,27 @@ def _internal_error(error: Exception) -> StoreError:
     return wrapped
 
 
+def _resolve(future: asyncio.Future[Any], outcome: _Outcome) -> None:
+    """Resolve ``future`` with ``outcome``; call it on the future's loop."""
+    if future.done():  # the caller was cancelled
+        return
+    if outcome.error is None:
+        future.set_result(outcome.value)
+    else:
+        future.set_exception(outcome.error)
+
+
 def _settle(
     loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], outcome: _Outcome
 ) -> None:
-    """Resolve ``future`` on its own loop (futures are not thread-safe)."""
-
-    def resolve() -> None:
-        if future.done():  # the caller was cancelled
-            return
-        if outcome.error is None:
-            future.set_result(outcome.value)
-        else:
-            future.set_exception(outcome.error)
-
+    """Resolve ``future`` on its own loop, from any thread (futures are not
+    thread-safe)."""
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
         running = None
     if running is loop:  # committed on the loop itself: no need to go round it again
-        resolve()
+        _resolve(future, outcome)
         return
     with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-        loop.call_soon_threadsafe(resolve)
+        loop.call_soon_threadsafe(_resolve, future, outcome)
