@@ -11,52 +11,18 @@ the middle of a step resumes elsewhere from its last recorded operation.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-import os
 import signal
 import sys
 from datetime import timedelta
 
+from durably.app_loading import load_app
 from durably.engine import Durably
 from durably.errors import ConfigurationError
 
 logger = logging.getLogger("durably.worker")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s"
-
-
-def load_app(spec: str) -> Durably:
-    """The :class:`Durably` app named by ``"module:attribute"`` (or ``"path/file.py:app"``).
-
-    Raises:
-        ConfigurationError: the spec is malformed, the module cannot be imported, or
-            the attribute is not a Durably app.
-    """
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ConfigurationError(
-            f"the app must be given as module:attribute (for example myapp.workflows:app), "
-            f"not {spec!r}"
-        )
-    if module_name.endswith(".py"):
-        directory, _, file_name = module_name.rpartition("/")
-        sys.path.insert(0, os.path.abspath(directory or "."))
-        module_name = file_name.removesuffix(".py")
-    elif "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` does: modules of this directory
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ConfigurationError(f"cannot import module {module_name!r}: {error}") from error
-    app = getattr(module, attribute, None)
-    app = getattr(app, "app", app)  # a SyncDurably wraps its Durably as .app
-    if not isinstance(app, Durably):
-        raise ConfigurationError(
-            f"{spec!r} is {type(app).__name__}, not a durably.Durably app; point at the "
-            f"object made with durably.Durably(...)"
-        )
-    return app
 
 
 async def serve(

@@ -39,7 +39,7 @@ from durably.admin.doctor import (
     diagnose_workflow,
     executor_states,
 )
-from durably.admin.dry_run import END_OF_HISTORY, ReplayReport, load_app, replay_workflow
+from durably.admin.dry_run import END_OF_HISTORY, ReplayReport, replay_workflow
 from durably.admin.inspection import (
     RETRYING,
     TimelineEntry,
@@ -53,6 +53,7 @@ from durably.admin.inspection import (
     payload_value,
 )
 from durably.admin.stores import open_operator_store
+from durably.app_loading import load_app
 
 __all__ = [
     "open_operator_store",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib
 import random
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ from durably.codec import PayloadCodec
 from durably.engine import Durably
 from durably.environment import RunEnvironment
 from durably.error_records import default_error_formatter
-from durably.errors import ConfigurationError, WorkflowNotRegisteredError, _Abandon
+from durably.errors import WorkflowNotRegisteredError, _Abandon
 from durably.models import ErrorInfo, Fence, WorkflowRecord, WorkflowStatus
 from durably.notifier import Notifier
 from durably.observers import ObserverSet
@@ -72,40 +71,6 @@ class _FrozenClock:
 
     async def sleep_until(self, moment: int) -> None:
         await asyncio.sleep(0)
-
-
-def load_app(spec: str) -> Durably:
-    """Import the app named ``module:attribute`` (a ``Durably`` or ``SyncDurably``).
-
-    Raises:
-        ConfigurationError: the spec is malformed, the module cannot be imported, or
-            the attribute is missing or not an app.
-    """
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ConfigurationError(
-            f"the app must be given as module:attribute (for example myshop.workflows:app), "
-            f"not {spec!r}"
-        )
-    try:
-        target: object = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ConfigurationError(
-            f"cannot import module {module_name!r} for the app {spec!r}: {error} (run from "
-            f"the directory that contains it, or set PYTHONPATH)"
-        ) from error
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise ConfigurationError(f"module {module_name!r} has no attribute {attribute!r}")
-        target = getattr(target, part)
-    wrapped = getattr(target, "app", None)  # a SyncDurably wraps its Durably as .app
-    if not isinstance(target, Durably) and isinstance(wrapped, Durably):
-        target = wrapped
-    if not isinstance(target, Durably):
-        raise ConfigurationError(
-            f"{spec!r} is a {type(target).__name__}, not a durably app (Durably or SyncDurably)"
-        )
-    return target
 
 
 async def replay_workflow(

@@ -3,15 +3,12 @@ explaining why work is stuck."""
 
 from __future__ import annotations
 
-import os
-import sys
-
 import click
 from rich.text import Text
 
 from durably import admin
 from durably.admin.documents import diagnosis_document, health_document, replay_document
-from durably.cli.common import ActionFailed, Command, db_option, json_option, now, run_on_store
+from durably.cli.common import Command, db_option, json_option, now, run_on_store
 from durably.cli.output import Screen, emit_json, new_table, status_text, stdout_console, when
 from durably.engine import Durably
 from durably.errors import ConfigurationError
@@ -20,17 +17,12 @@ from durably.store.base import Store
 
 
 def _load_app(spec: str) -> Durably:
-    """Import ``module:app`` with the current directory importable, as ``python -m``."""
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    """The app named by ``--app`` (see :func:`durably.admin.load_app`); a usage error
+    when it cannot be loaded, its module's own failures included."""
     try:
         return admin.load_app(spec)
     except ConfigurationError as error:
         raise click.BadParameter(str(error), param_hint="'--app'") from None
-    except Exception as error:  # the user's module failed while being imported
-        raise ActionFailed(
-            f"importing the app {spec!r} failed: {type(error).__name__}: {error}"
-        ) from error
 
 
 @click.command("replay", cls=Command, short_help="Dry-run new code against a recorded history.")
