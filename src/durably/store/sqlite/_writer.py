@@ -280,11 +280,10 @@ class SqliteWriter:
     def _commit_on_loop(self, batch: list[_Write]) -> list[_Outcome] | None:
         """Commit ``batch`` on the loop's thread and return each write's outcome, or
         None when another connection holds the database (the thread must wait)."""
-        connection = self._connection
-        if connection is None or not self._lock.acquire(blocking=False):
+        connection = self._take_on_loop()
+        if connection is None:
             return None
         try:
-            self._set_busy_timeout(connection, 0)
             try:
                 outcomes = self._transaction(connection, batch)
             except sqlite3.Error as error:
@@ -308,11 +307,10 @@ class SqliteWriter:
             StoreError: SQLite failed.
             Exception: what ``work`` raised (a stale fence, say).
         """
-        connection = self._connection
-        if connection is None or not self._lock.acquire(blocking=False):
+        connection = self._take_on_loop()
+        if connection is None:
             return _LOCKED
         try:
-            self._set_busy_timeout(connection, 0)
             try:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")  # left open by a failed ROLLBACK
@@ -326,6 +324,20 @@ class SqliteWriter:
             return value
         finally:
             self._lock.release()
+
+    def _take_on_loop(self) -> sqlite3.Connection | None:
+        """The connection, its lock taken and its busy timeout 0 (the loop never waits
+        for another connection), or None when the thread or another connection holds
+        it. The caller releases ``self._lock``."""
+        connection = self._connection
+        if connection is None or not self._lock.acquire(blocking=False):
+            return None
+        try:
+            self._set_busy_timeout(connection, 0)
+        except BaseException:
+            self._lock.release()
+            raise
+        return connection
 
     def _set_busy_timeout(self, connection: sqlite3.Connection, milliseconds: int) -> None:
         if self._busy_timeout_ms != milliseconds:
