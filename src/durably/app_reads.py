@@ -3,7 +3,9 @@ publish, their progress and their results."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
@@ -161,7 +163,9 @@ class AppReads(AppState):
         """
         self._require_open()
         micros = None if timeout is None else to_micros(timeout, "get_event timeout")
-        return await events.get_event(self._env, workflow_id, key, timeout=micros, hint=type)
+        deadline = None if micros is None else self._clock.now() + micros
+        async with self._waiting(deadline):
+            return await events.get_event(self._env, workflow_id, key, timeout=micros, hint=type)
 
     @overload
     def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]: ...
@@ -186,7 +190,7 @@ class AppReads(AppState):
             PayloadError: an entry does not fit ``type``.
         """
         self._require_open()
-        return events.read_stream(self._env, workflow_id, key, hint=type)
+        return self._each_awaited(events.read_stream(self._env, workflow_id, key, hint=type))
 
     async def watch(self, workflow_id: str) -> AsyncIterator[WorkflowInfo]:
         """Yield the workflow now, then again at every change, until it finishes.
@@ -205,12 +209,18 @@ class AppReads(AppState):
         async for info in self._changes(progress_key(workflow_id), look):
             yield info
 
-    async def _changes(
+    def _changes(
         self, channel: str, look: Callable[[], Awaitable[_Look[T] | None]]
     ) -> AsyncIterator[T]:
         """What ``look`` finds now, then again whenever its key changes, looking again
         at every notification on ``channel`` (and every ``poll_interval``, for other
-        processes' changes); ends when ``look`` finds nothing or says it is the last."""
+        processes' changes); ends when ``look`` finds nothing or says it is the last.
+        Each change is awaited inside :meth:`_waiting`."""
+        return self._each_awaited(self._looks(channel, look))
+
+    async def _looks(
+        self, channel: str, look: Callable[[], Awaitable[_Look[T] | None]]
+    ) -> AsyncIterator[T]:
         last: object = _NOTHING_YET
         with self._notifier.watching(channel):
             while True:
@@ -233,34 +243,56 @@ class AppReads(AppState):
         """Wait until the workflow finishes; return its decoded result (see handles)."""
         self._require_open()
         deadline = None if timeout is None else self._clock.now() + to_micros(timeout, "timeout")
-        with self._notifier.watching(workflow_id):
-            seen: int | None = None
-            polled = False
+        async with self._waiting(deadline):
+            with self._notifier.watching(workflow_id):
+                seen: int | None = None
+                polled = False
+                while True:
+                    # Ended in this process while we waited: no need to read it back.
+                    record = None if seen is None else self._notifier.final(workflow_id, since=seen)
+                    # Running in this process: its run will hand its end over (the poll
+                    # reads anyway, in case another process took it over).
+                    running_here = not polled and workflow_id in self._runs
+                    seen = self._notifier.generation(workflow_id)
+                    if record is None and not running_here:
+                        record = await self._store.get_workflow(workflow_id)
+                        if record is None:
+                            raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
+                    if record is not None and (
+                        record.status.is_terminal or record.status is WorkflowStatus.PARKED
+                    ):
+                        return self._result_of(record)
+                    now = self._clock.now()
+                    if deadline is not None and now >= deadline:
+                        status = "running" if record is None else record.status
+                        raise TimeoutError(
+                            f"workflow {workflow_id!r} is still {status} after the timeout"
+                        )
+                    until = now + self._env.poll_interval
+                    if deadline is not None:
+                        until = min(until, deadline)
+                    polled = not await self._notifier.wait(workflow_id, until, since=seen)
+
+    def _waiting(self, deadline: int | None = None) -> AbstractAsyncContextManager[None]:
+        """Entered while a caller waits for a workflow (its result, an event, the next
+        entry of a stream or the next change it watches), with the caller's timeout
+        as a moment on the app's clock: the test kit skips idle time there."""
+        return contextlib.nullcontext()
+
+    async def _each_awaited(self, stream: AsyncIterator[T]) -> AsyncGenerator[T, None]:
+        """``stream``, each item awaited inside :meth:`_waiting` (not the caller's
+        handling of one)."""
+        try:
             while True:
-                # Ended in this process while we waited: no need to read it back.
-                record = None if seen is None else self._notifier.final(workflow_id, since=seen)
-                # Running in this process: its run will hand its end over (the poll
-                # reads anyway, in case another process took it over).
-                running_here = not polled and workflow_id in self._runs
-                seen = self._notifier.generation(workflow_id)
-                if record is None and not running_here:
-                    record = await self._store.get_workflow(workflow_id)
-                    if record is None:
-                        raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
-                if record is not None and (
-                    record.status.is_terminal or record.status is WorkflowStatus.PARKED
-                ):
-                    return self._result_of(record)
-                now = self._clock.now()
-                if deadline is not None and now >= deadline:
-                    status = "running" if record is None else record.status
-                    raise TimeoutError(
-                        f"workflow {workflow_id!r} is still {status} after the timeout"
-                    )
-                until = now + self._env.poll_interval
-                if deadline is not None:
-                    until = min(until, deadline)
-                polled = not await self._notifier.wait(workflow_id, until, since=seen)
+                async with self._waiting():
+                    try:
+                        item = await anext(stream)
+                    except StopAsyncIteration:
+                        return
+                yield item
+        finally:
+            if isinstance(stream, AsyncGenerator):
+                await stream.aclose()
 
     def _result_of(self, record: WorkflowRecord) -> object:
         """The decoded result of a workflow that ended, or its failure raised."""

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import Any, NoReturn, TypeVar, cast, get_args, overload
+from typing import Any, NoReturn, cast, get_args
 
 from durably.context_core import ContextCore
 from durably.engine import Durably
 from durably.environment import to_micros
 from durably.errors import NonDeterminismError, WorkflowFailedError, _Abandon
-from durably.handles import CheckpointInfo, WorkflowInfo
 from durably.models import OperationKind, OperationRecord, WorkflowStatus
 from durably.step_call import current_workflow_context
 from durably.store import MemoryStore, Store, open_store
@@ -43,9 +42,6 @@ from durably.testing.crash import (
 from durably.testing.time_skipping import SkipTime, TimeSkipper
 
 __all__ = ["SyncTestDurably", "TestDurably", "crash_at"]
-
-R = TypeVar("R")
-T = TypeVar("T")
 
 
 class TestDurably(Durably):
@@ -149,93 +145,19 @@ class TestDurably(Durably):
         Raises:
             NonDeterminismError: the workflow was parked because its replay diverged.
         """
-        deadline = None if timeout is None else self.clock.now() + to_micros(timeout, "timeout")
-        async with self._skipper.skipping(deadline):
-            try:
-                return await super().wait_for_result(workflow_id, timeout=timeout)
-            except WorkflowFailedError as error:
-                cause = error.__cause__
-                if error.status == WorkflowStatus.PARKED and isinstance(cause, NonDeterminismError):
-                    raise NonDeterminismError(str(cause)) from error
-                raise
-
-    @overload
-    async def get_event(
-        self, workflow_id: str, key: str, *, timeout: timedelta | float | None = ...
-    ) -> Any: ...
-
-    @overload
-    async def get_event(
-        self,
-        workflow_id: str,
-        key: str,
-        *,
-        timeout: timedelta | float | None = ...,
-        type: type[R],
-    ) -> R | None: ...
-
-    async def get_event(
-        self,
-        workflow_id: str,
-        key: str,
-        *,
-        timeout: timedelta | float | None = 60.0,
-        type: object = Any,
-    ) -> Any:
-        """Wait for a workflow's event (see :meth:`Durably.get_event`), skipping idle
-        time meanwhile; ``timeout`` is on the virtual clock, and the clock stops there
-        if nothing else is due before."""
-        deadline = None if timeout is None else self.clock.now() + to_micros(timeout, "timeout")
-        async with self._skipper.skipping(deadline):
-            return await super().get_event(workflow_id, key, timeout=timeout, type=type)  # type: ignore[call-overload]
-
-    @overload
-    def read_stream(self, workflow_id: str, key: str) -> AsyncIterator[Any]: ...
-
-    @overload
-    def read_stream(self, workflow_id: str, key: str, *, type: type[R]) -> AsyncIterator[R]: ...
-
-    def read_stream(self, workflow_id: str, key: str, *, type: object = Any) -> AsyncIterator[Any]:
-        """Iterate over a workflow's stream (see :meth:`Durably.read_stream`), skipping
-        idle time while waiting for each entry."""
-        stream = super().read_stream(workflow_id, key, type=type)  # type: ignore[call-overload]
-        return self._skipping_each(stream)
-
-    def watch(self, workflow_id: str) -> AsyncIterator[WorkflowInfo]:
-        """Yield the workflow at every change (see :meth:`Durably.watch`), skipping idle
-        time while waiting for each change."""
-        return self._skipping_each(super().watch(workflow_id))
-
-    def watch_history(self, workflow_id: str) -> AsyncIterator[list[CheckpointInfo]]:
-        """Yield the workflow's history at every recorded operation (see
-        :meth:`Durably.watch_history`), skipping idle time while waiting for each."""
-        return self._skipping_each(super().watch_history(workflow_id))
-
-    def watch_workflows(
-        self,
-        *,
-        status: WorkflowStatus | Sequence[WorkflowStatus] | None = None,
-        name: str | Sequence[str] | None = None,
-        limit: int = 100,
-    ) -> AsyncIterator[list[WorkflowInfo]]:
-        """Yield the matching workflows at every change of the list (see
-        :meth:`Durably.watch_workflows`), skipping idle time while waiting for each."""
-        return self._skipping_each(super().watch_workflows(status=status, name=name, limit=limit))
-
-    async def _skipping_each(self, stream: AsyncIterator[T]) -> AsyncGenerator[T, None]:
-        """``stream``, time skipped while the next item is awaited (not while the test
-        handles one)."""
         try:
-            while True:
-                async with self._skipper.skipping():
-                    try:
-                        item = await anext(stream)
-                    except StopAsyncIteration:
-                        return
-                yield item
-        finally:
-            if isinstance(stream, AsyncGenerator):
-                await stream.aclose()
+            return await super().wait_for_result(workflow_id, timeout=timeout)
+        except WorkflowFailedError as error:
+            cause = error.__cause__
+            if error.status == WorkflowStatus.PARKED and isinstance(cause, NonDeterminismError):
+                raise NonDeterminismError(str(cause)) from error
+            raise
+
+    def _waiting(self, deadline: int | None = None) -> AbstractAsyncContextManager[None]:
+        """Skip idle time while the test waits for a workflow (its result, an event,
+        the next entry of a stream or change), stopping the clock at ``deadline``, the
+        waiter's timeout, if nothing else is due before (see :class:`TimeSkipper`)."""
+        return self._skipper.skipping(deadline)
 
     async def advance(self, duration: timedelta | float) -> None:
         """Let ``duration`` pass on the virtual clock: every timer due meanwhile fires in
