@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from durably.errors import LeaseLostError
 from durably.models import Fence, OperationKind, OperationRecord, OperationStatus
 from durably.store import _rows
-from durably.store._queries import QueryFileError, load_queries, numbered
+from durably.store._queries import QueryFileError, load_queries, numbered, with_nulls
 from durably.store.sqlite._migrate import migrate
-from durably.store.sqlite.store import _RECORD_OPERATION, Q
+from durably.store.sqlite.store import Q, _record
 
 
 def write_package(root: Path, name: str, text: str) -> str:
@@ -89,9 +90,28 @@ def test_named_parameters_are_numbered_in_the_order_given() -> None:
         numbered("SELECT :a, :c", ("a", "b"))
 
 
-def test_the_numbered_checkpoint_binds_the_same_row_as_the_named_one(tmp_path: Path) -> None:
-    """The SQLite store's checkpoint, numbered from the named statement, writes what
-    the named statement writes with the same values by name."""
+def test_parameters_named_are_written_as_null_and_the_others_kept() -> None:
+    """``with_nulls`` replaces exactly the parameters named, wherever they are used,
+    and refuses a name the statement does not use."""
+    statement = "SELECT :a, :b, coalesce(:a, :ab) WHERE w = 'x:a' AND y = z::a"
+    assert with_nulls(statement, ("a",)) == (
+        "SELECT NULL, :b, coalesce(NULL, :ab) WHERE w = 'x:a' AND y = z::a"
+    )
+    with pytest.raises(QueryFileError, match=r"no parameter :c"):
+        with_nulls(statement, ("a", "c"))
+
+
+@pytest.mark.parametrize(
+    ("error", "wake_at"),
+    [(None, None), ('{"type": "E"}', None), (None, 30), ('{"type": "E"}', 30)],
+    ids=["completed", "failed", "waiting", "both"],
+)
+def test_the_numbered_checkpoint_writes_the_same_row_as_the_named_one(
+    tmp_path: Path, error: str | None, wake_at: int | None
+) -> None:
+    """The SQLite store's checkpoint (the numbered statement, or its variant with
+    NULL literals when ``error`` and ``wake_at`` are None) writes what the named
+    statement writes with the same values by name, and refuses a stale fence."""
     connection = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
     connection.row_factory = sqlite3.Row
     migrate(connection)
@@ -102,7 +122,7 @@ def test_the_numbered_checkpoint_binds_the_same_row_as_the_named_one(tmp_path: P
     )
     fence = Fence(workflow_id="wf", owner="me", fence=3)
     rows = []
-    for seq, statement in enumerate((Q["record_operation"], _RECORD_OPERATION)):
+    for seq, numbered_write in enumerate((False, True)):
         operation = OperationRecord(
             workflow_id="wf",
             seq=seq,
@@ -110,21 +130,22 @@ def test_the_numbered_checkpoint_binds_the_same_row_as_the_named_one(tmp_path: P
             name="step",
             status=OperationStatus.COMPLETED,
             result='{"a": 1}',
+            error=error,
             serializer="json",
             attempts=2,
             started_at=10,
             finished_at=20,
-            wake_at=30,
+            wake_at=wake_at,
         )
-        values: object = (
-            _rows.operation_params(fence, operation)
-            if statement is Q["record_operation"]
-            else _rows.operation_values(fence, operation)
-        )
-        assert connection.execute(statement, values).rowcount == 1  # type: ignore[arg-type]
+        if numbered_write:
+            _record(connection, fence, _rows.operation_values(fence, operation))
+        else:
+            named = _rows.operation_params(fence, operation)
+            assert connection.execute(Q["record_operation"], named).rowcount == 1
         row = connection.execute("SELECT * FROM operations WHERE seq = ?", (seq,)).fetchone()
         rows.append({**dict(row), "seq": None})
     assert rows[0] == rows[1]
-    assert rows[1]["attempts"] == 2 and rows[1]["wake_at"] == 30
-    stale = _rows.operation_values(Fence(workflow_id="wf", owner="me", fence=2), operation)
-    assert connection.execute(_RECORD_OPERATION, stale).rowcount == 0
+    assert (rows[1]["attempts"], rows[1]["error"], rows[1]["wake_at"]) == (2, error, wake_at)
+    stale = Fence(workflow_id="wf", owner="me", fence=2)
+    with pytest.raises(LeaseLostError):
+        _record(connection, stale, _rows.operation_values(stale, operation))

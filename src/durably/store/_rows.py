@@ -59,7 +59,9 @@ def workflow_params(record: WorkflowRecord) -> Params:
     }
 
 
-#: The parameters of record_operation, in the order of :func:`operation_values`.
+#: The parameters of record_operation, in the order of :func:`operation_values`. The
+#: last two, ``error`` and ``wake_at``, are None for a completed step: the SQLite store
+#: then binds the others only (see ``_RECORD_COMPLETED`` there).
 OPERATION_PARAMS = (
     "workflow_id",
     "owner",
@@ -69,11 +71,11 @@ OPERATION_PARAMS = (
     "name",
     "status",
     "result",
-    "error",
     "serializer",
     "attempts",
     "started_at",
     "finished_at",
+    "error",
     "wake_at",
 )
 
@@ -92,11 +94,11 @@ def operation_values(fence: Fence, operation: OperationRecord) -> tuple[Any, ...
         operation.name,
         operation.status._value_,
         operation.result,
-        operation.error,
         operation.serializer,
         operation.attempts,
         operation.started_at,
         operation.finished_at,
+        operation.error,
         operation.wake_at,
     )
 

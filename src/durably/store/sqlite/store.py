@@ -34,7 +34,7 @@ from durably.models import (
     allowed_sources,
 )
 from durably.store import _rows
-from durably.store._queries import load_queries, numbered
+from durably.store._queries import load_queries, numbered, with_nulls
 from durably.store._rules import (
     cancel_action,
     lease_lost,
@@ -58,6 +58,12 @@ T = TypeVar("T")
 Q = load_queries("durably.store.sqlite")
 #: The checkpoint, bound by position (the hot path).
 _RECORD_OPERATION = numbered(Q["record_operation"], _rows.OPERATION_PARAMS)
+#: The same for a completed step, whose ``error`` and ``wake_at`` (the last two
+#: values) are None, written as NULL literals: binding two Nones costs about 6,800
+#: instructions, 4% of a sequential step (see :func:`with_nulls`).
+_RECORD_COMPLETED = numbered(
+    with_nulls(Q["record_operation"], ("error", "wake_at")), _rows.OPERATION_PARAMS[:-2]
+)
 #: How many source statuses set_workflow_status compares the current status with.
 _SOURCE_SLOTS = 5
 
@@ -518,8 +524,10 @@ class SqliteStore:
             "now": now,
             "result": result,
             "error": error,
-            "releases": status.is_terminal or status is WorkflowStatus.PARKED,
-            "finishes": status.is_terminal,
+            # 0/1 rather than bools: sqlite3 binds an exact int at once, but looks
+            # for an adapter for a bool first (about 3,400 instructions each).
+            "releases": int(status.is_terminal or status is WorkflowStatus.PARKED),
+            "finishes": int(status.is_terminal),
         }
 
         def work(connection: sqlite3.Connection) -> WorkflowRecord:
@@ -684,5 +692,9 @@ def _changed_or_made(
 def _record(connection: sqlite3.Connection, fence: Fence, values: tuple[Any, ...]) -> None:
     """The fenced upsert of an operation (``values`` from :func:`_rows.operation_values`):
     one statement, refused when the fence is stale."""
-    if connection.execute(_RECORD_OPERATION, values).rowcount == 0:
+    if values[-1] is None and values[-2] is None:
+        changed = connection.execute(_RECORD_COMPLETED, values[:-2]).rowcount
+    else:
+        changed = connection.execute(_RECORD_OPERATION, values).rowcount
+    if changed == 0:
         raise lease_lost(fence)
