@@ -30,33 +30,69 @@ def fence_params(fence: Fence) -> Params:
     return {"workflow_id": fence.workflow_id, "owner": fence.owner, "fence": fence.fence}
 
 
+#: The parameters of insert_workflow, in the order of :func:`workflow_values`. The
+#: last seven are None for a workflow as the engine starts it (no timeout, no queue,
+#: not run yet): the SQLite store then binds the others only (see
+#: ``_INSERT_STARTED`` there).
+WORKFLOW_PARAMS = (
+    "workflow_id",
+    "workflow_name",
+    "status",
+    "version",
+    "input",
+    "serializer",
+    "owner",
+    "fence",
+    "lease_until",
+    "cancel_requested",
+    "compensate_on_cancel",
+    "recovery_attempts",
+    "created_at",
+    "updated_at",
+    "priority",
+    "started_at",
+    "deadline_at",
+    "queue_name",
+    "result",
+    "error",
+    "wake_at",
+    "wait_reason",
+    "finished_at",
+)
+
+
+def workflow_values(record: WorkflowRecord) -> tuple[Any, ...]:
+    """Parameters of insert_workflow, in the order of :data:`WORKFLOW_PARAMS`."""
+    return (
+        record.workflow_id,
+        record.workflow_name,
+        record.status._value_,
+        record.version,
+        record.input,
+        record.serializer,
+        record.owner,
+        record.fence,
+        record.lease_until,
+        int(record.cancel_requested),
+        int(record.compensate_on_cancel),
+        record.recovery_attempts,
+        record.created_at,
+        record.updated_at,
+        record.priority,
+        record.started_at,
+        record.deadline_at,
+        record.queue_name,
+        record.result,
+        record.error,
+        record.wake_at,
+        record.wait_reason,
+        record.finished_at,
+    )
+
+
 def workflow_params(record: WorkflowRecord) -> Params:
-    """Parameters of insert_workflow."""
-    return {
-        "workflow_id": record.workflow_id,
-        "workflow_name": record.workflow_name,
-        "status": record.status.value,
-        "version": record.version,
-        "input": record.input,
-        "result": record.result,
-        "error": record.error,
-        "serializer": record.serializer,
-        "owner": record.owner,
-        "fence": record.fence,
-        "lease_until": record.lease_until,
-        "wake_at": record.wake_at,
-        "deadline_at": record.deadline_at,
-        "wait_reason": record.wait_reason,
-        "cancel_requested": int(record.cancel_requested),
-        "compensate_on_cancel": int(record.compensate_on_cancel),
-        "recovery_attempts": record.recovery_attempts,
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "finished_at": record.finished_at,
-        "queue_name": record.queue_name,
-        "priority": record.priority,
-        "started_at": record.started_at,
-    }
+    """Parameters of insert_workflow, by name."""
+    return dict(zip(WORKFLOW_PARAMS, workflow_values(record), strict=True))
 
 
 #: The parameters of record_operation, in the order of :func:`operation_values`. The

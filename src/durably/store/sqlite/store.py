@@ -64,11 +64,19 @@ _RECORD_OPERATION = numbered(Q["record_operation"], _rows.OPERATION_PARAMS)
 _RECORD_COMPLETED = numbered(
     with_nulls(Q["record_operation"], ("error", "wake_at")), _rows.OPERATION_PARAMS[:-2]
 )
+#: insert_workflow, bound by position; and for a workflow as the engine starts it,
+#: whose last seven values are None, with those written as NULL literals (binding a
+#: None costs about 3,400 instructions: see :func:`with_nulls`).
+_INSERT_WORKFLOW = numbered(Q["insert_workflow"], _rows.WORKFLOW_PARAMS)
+_INSERT_STARTED = numbered(
+    with_nulls(Q["insert_workflow"], _rows.WORKFLOW_PARAMS[-7:]), _rows.WORKFLOW_PARAMS[:-7]
+)
+_SEVEN_NONES = (None,) * 7
 #: How many source statuses set_workflow_status compares the current status with.
 _SOURCE_SLOTS = 5
 
 
-def _source_params(status: WorkflowStatus) -> dict[str, str]:
+def _source_values(status: WorkflowStatus) -> tuple[str, ...]:
     """The ``source_N`` parameters of set_workflow_status for a move to ``status``: the
     statuses it may come from, and itself (setting it again is allowed), the last one
     repeated to fill every slot."""
@@ -79,10 +87,28 @@ def _source_params(status: WorkflowStatus) -> dict[str, str]:
             f"{_SOURCE_SLOTS} that set_workflow_status compares: add slots to the query"
         )
     sources += sources[-1:] * (_SOURCE_SLOTS - len(sources))
-    return {f"source_{slot}": source.value for slot, source in enumerate(sources, start=1)}
+    return tuple(source.value for source in sources)
 
 
-_SOURCES = {status: _source_params(status) for status in WorkflowStatus}
+_SOURCES = {status: _source_values(status) for status in WorkflowStatus}
+#: set_workflow_status, bound by position; and with ``error`` (last, usually None)
+#: written as a NULL literal.
+_SET_STATUS_PARAMS = (
+    "workflow_id",
+    "owner",
+    "fence",
+    "status",
+    *(f"source_{slot}" for slot in range(1, _SOURCE_SLOTS + 1)),
+    "now",
+    "releases",
+    "finishes",
+    "result",
+    "error",
+)
+_SET_STATUS = numbered(Q["set_workflow_status"], _SET_STATUS_PARAMS)
+_SET_STATUS_WITHOUT_ERROR = numbered(
+    with_nulls(Q["set_workflow_status"], ("error",)), _SET_STATUS_PARAMS[:-1]
+)
 
 
 def _json_list(values: Collection[str]) -> str:
@@ -238,12 +264,17 @@ class SqliteStore:
 
     async def create_workflow(self, record: WorkflowRecord) -> tuple[WorkflowRecord, bool]:
         """Insert ``record`` unless its id is taken (see :class:`~durably.store.Store`)."""
-        params = _rows.workflow_params(record)
+        values = _rows.workflow_values(record)
+        if values[-7:] == _SEVEN_NONES:
+            statement, values = _INSERT_STARTED, values[:-7]
+        else:
+            statement = _INSERT_WORKFLOW
 
         def work(connection: sqlite3.Connection) -> tuple[WorkflowRecord, bool]:
-            if connection.execute(Q["insert_workflow"], params).rowcount:
+            if connection.execute(statement, values).rowcount:
                 return record, True  # stored as given
-            existing = connection.execute(Q["get_workflow"], params).fetchone()
+            by_id = {"workflow_id": record.workflow_id}
+            existing = connection.execute(Q["get_workflow"], by_id).fetchone()
             return _rows.workflow_from_row(existing), False
 
         return await self._write(work)
@@ -517,21 +548,27 @@ class SqliteStore:
         error: str | None = None,
     ) -> WorkflowRecord:
         """Compare-and-set the status, fenced (see :class:`~durably.store.Store`)."""
-        params = {
-            **_rows.fence_params(fence),
-            "status": status.value,
-            **_SOURCES[status],
-            "now": now,
-            "result": result,
-            "error": error,
+        values = (
+            fence.workflow_id,
+            fence.owner,
+            fence.fence,
+            status._value_,
+            *_SOURCES[status],
+            now,
             # 0/1 rather than bools: sqlite3 binds an exact int at once, but looks
             # for an adapter for a bool first (about 3,400 instructions each).
-            "releases": int(status.is_terminal or status is WorkflowStatus.PARKED),
-            "finishes": int(status.is_terminal),
-        }
+            int(status.is_terminal or status is WorkflowStatus.PARKED),
+            int(status.is_terminal),
+            result,
+        )
+        statement = _SET_STATUS
+        if error is None:
+            statement = _SET_STATUS_WITHOUT_ERROR
+        else:
+            values += (error,)
 
         def work(connection: sqlite3.Connection) -> WorkflowRecord:
-            return _changed_or_made(connection, Q["set_workflow_status"], params, fence, status)
+            return _changed_or_made(connection, statement, values, fence, status)
 
         return await self._write(work)
 
@@ -672,7 +709,7 @@ class SqliteStore:
 def _changed_or_made(
     connection: sqlite3.Connection,
     update: str,
-    params: dict[str, Any],
+    params: dict[str, Any] | tuple[Any, ...],
     fence: Fence,
     wanted: WorkflowStatus,
 ) -> WorkflowRecord:
