@@ -172,7 +172,7 @@ class PayloadCodec:
                 f"{self._max_payload_bytes:,}: store large data elsewhere (a file, object "
                 f"storage) and pass a reference, or raise Durably(max_payload_bytes=...)"
             )
-        if (self._verify if verify is None else verify) and not _is_plain(value):
+        if (self._verify if verify is None else verify) and not _comes_back_as_is(value, hint):
             self._check_round_trip(value, hint, text, _text(what))
         return text
 
@@ -292,6 +292,25 @@ def _is_plain(value: object) -> bool:
     return type(value) is float and math.isfinite(value)
 
 
+def _comes_back_as_is(value: object, hint: object) -> bool:
+    """Whether decoding ``value`` by ``hint`` certainly gives it back, so that the
+    round trip need not be tried: a plain value, or a dict of plain values under text
+    keys read as a TypedDict whose fields declare exactly those values' types or
+    nothing (a workflow's input, usually: trying costs three times the encoding)."""
+    if _is_plain(value):
+        return True
+    if type(value) is not dict or not typing.is_typeddict(hint):
+        return False
+    field_hints = _field_hints(hint)
+    for key, item in value.items():
+        wanted = field_hints.get(key, Any)
+        if type(key) is not str or not _is_plain(item):
+            return False
+        if not (type(item) is wanted or wanted is Any or wanted is object):
+            return False
+    return True
+
+
 def _is_pydantic_model(candidate: object) -> bool:
     return (
         isinstance(candidate, type)
@@ -302,7 +321,12 @@ def _is_pydantic_model(candidate: object) -> bool:
 
 def _to_tree(value: object, active: set[int], depth: int) -> object:
     """Convert a value into JSON-compatible data, following the value's own type."""
-    if value is None or isinstance(value, bool | int | str):
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict or kind is list:  # plain containers: none of the scalar rules apply
+        return _container(value, active, depth)
+    if isinstance(value, bool | int | str):
         if isinstance(value, enum.Enum):
             return _to_tree(value.value, active, depth)
         return value
@@ -310,8 +334,6 @@ def _to_tree(value: object, active: set[int], depth: int) -> object:
         if not math.isfinite(value):
             raise PayloadError(f"{value!r} cannot be stored (NaN and infinity are not JSON)")
         return value
-    if depth > MAX_DEPTH:
-        raise PayloadError(f"it is nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, enum.Enum):
         return _to_tree(value.value, active, depth + 1)
     if isinstance(value, datetime | date | time):
@@ -322,6 +344,12 @@ def _to_tree(value: object, active: set[int], depth: int) -> object:
         return str(value)
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(bytes(value)).decode("ascii")
+    return _container(value, active, depth)
+
+
+def _container(value: object, active: set[int], depth: int) -> object:
+    if depth > MAX_DEPTH:
+        raise PayloadError(f"it is nested deeper than {MAX_DEPTH} levels")
     if id(value) in active:
         raise PayloadError("it contains a reference cycle")
     active.add(id(value))
@@ -332,13 +360,15 @@ def _to_tree(value: object, active: set[int], depth: int) -> object:
 
 
 def _container_to_tree(value: object, active: set[int], depth: int) -> object:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            field.name: _to_tree(getattr(value, field.name), active, depth)
-            for field in dataclasses.fields(value)
-        }
-    if _is_pydantic_model(type(value)):
-        return value.model_dump(mode="json")  # type: ignore[attr-defined]
+    kind = type(value)
+    if kind is not dict and kind is not list:  # neither a dataclass nor a pydantic model
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {
+                field.name: _to_tree(getattr(value, field.name), active, depth)
+                for field in dataclasses.fields(value)
+            }
+        if _is_pydantic_model(kind):
+            return value.model_dump(mode="json")  # type: ignore[attr-defined]
     if isinstance(value, Mapping):
         tree: dict[str, object] = {}
         for key, item in value.items():
@@ -381,6 +411,8 @@ def _from_tree(data: object, hint: object) -> Any:
         if data is not None:
             raise _fail(data, hint)
         return None
+    if isinstance(hint, type):  # a class (the common case): no origin to look up
+        return _from_class(data, hint)
     origin = typing.get_origin(hint)
     arguments = typing.get_args(hint)
     if origin is typing.Annotated:
@@ -393,9 +425,7 @@ def _from_tree(data: object, hint: object) -> Any:
         return data
     if origin is not None:
         return _from_generic(data, hint, origin, arguments)
-    if not isinstance(hint, type):
-        return data
-    return _from_class(data, hint)
+    return data
 
 
 def _from_union(data: object, hint: object, arguments: tuple[object, ...]) -> Any:
@@ -490,72 +520,153 @@ def _key_from_text(key: str, hint: object) -> object:
 
 
 def _from_class(data: object, hint: type) -> Any:
-    if hint is bool:
-        if not isinstance(data, bool):
-            raise _fail(data, hint)
-        return data
-    if hint is int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            raise _fail(data, hint)
-        return data
-    if hint is float:
-        if isinstance(data, bool) or not isinstance(data, int | float):
-            raise _fail(data, hint)
-        return float(data)
-    if hint is str:
-        if not isinstance(data, str):
-            raise _fail(data, hint)
-        return data
+    try:
+        decode = _class_decoder(hint)
+    except TypeError:  # a class whose metaclass makes it unhashable
+        decode = _choose_class_decoder(hint)
+    return decode(data, hint)
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_decoder(hint: type) -> Callable[[Any, Any], Any]:
+    """Which rule decodes values of class ``hint`` depends on the class alone: chosen
+    once per class, not by a dozen tests at every decode."""
+    return _choose_class_decoder(hint)
+
+
+def _choose_class_decoder(hint: type) -> Callable[[Any, Any], Any]:
+    simple = _SIMPLE_DECODERS.get(hint)
+    if simple is not None:
+        return simple
     if issubclass(hint, enum.Enum):
-        try:
-            return hint(data)
-        except ValueError:
-            raise _fail(data, hint) from None
-    if hint in (datetime, date, time):
-        if not isinstance(data, str):
-            raise _fail(data, hint)
-        return hint.fromisoformat(data)
-    if hint is timedelta:
-        if isinstance(data, bool) or not isinstance(data, int):
-            raise _fail(data, hint)
-        return timedelta(microseconds=data)
-    if hint is uuid.UUID:
-        return uuid.UUID(str(data))
-    if hint is Decimal:
-        try:
-            return Decimal(str(data))
-        except InvalidOperation:
-            raise _fail(data, hint) from None
-    if hint in (bytes, bytearray):
-        if not isinstance(data, str):
-            raise _fail(data, hint)
-        return hint(base64.b64decode(data.encode("ascii"), validate=True))
+        return _to_enum
     if issubclass(hint, PurePath):
-        return hint(str(data))
+        return _to_path
     if dataclasses.is_dataclass(hint):
-        return _from_dataclass(data, hint)
+        return _from_dataclass
     if _is_pydantic_model(hint):
-        return hint.model_validate(data)  # type: ignore[attr-defined]
+        return _to_pydantic_model
     if typing.is_typeddict(hint):
-        return _from_typed_dict(data, hint)
+        return _from_typed_dict
     if issubclass(hint, tuple) and hasattr(hint, "_fields"):
-        field_hints = _field_hints(hint)
-        elements = _as_list(data, hint)
-        return hint(
-            *(
-                _from_tree(e, field_hints.get(n, Any))
-                for n, e in zip(hint._fields, elements, strict=False)
-            )
+        return _to_named_tuple
+    return _to_instance
+
+
+def _to_bool(data: object, hint: type) -> Any:
+    if not isinstance(data, bool):
+        raise _fail(data, hint)
+    return data
+
+
+def _to_int(data: object, hint: type) -> Any:
+    if isinstance(data, bool) or not isinstance(data, int):
+        raise _fail(data, hint)
+    return data
+
+
+def _to_float(data: object, hint: type) -> Any:
+    if isinstance(data, bool) or not isinstance(data, int | float):
+        raise _fail(data, hint)
+    return float(data)
+
+
+def _to_str(data: object, hint: type) -> Any:
+    if not isinstance(data, str):
+        raise _fail(data, hint)
+    return data
+
+
+def _to_enum(data: object, hint: type) -> Any:
+    try:
+        return hint(data)
+    except ValueError:
+        raise _fail(data, hint) from None
+
+
+def _to_iso_time(data: object, hint: Any) -> Any:
+    if not isinstance(data, str):
+        raise _fail(data, hint)
+    return hint.fromisoformat(data)
+
+
+def _to_timedelta(data: object, hint: type) -> Any:
+    if isinstance(data, bool) or not isinstance(data, int):
+        raise _fail(data, hint)
+    return timedelta(microseconds=data)
+
+
+def _to_uuid(data: object, hint: type) -> Any:
+    return uuid.UUID(str(data))
+
+
+def _to_decimal(data: object, hint: type) -> Any:
+    try:
+        return Decimal(str(data))
+    except InvalidOperation:
+        raise _fail(data, hint) from None
+
+
+def _to_bytes(data: object, hint: type) -> Any:
+    if not isinstance(data, str):
+        raise _fail(data, hint)
+    return hint(base64.b64decode(data.encode("ascii"), validate=True))
+
+
+def _to_path(data: object, hint: type) -> Any:
+    return hint(str(data))
+
+
+def _to_pydantic_model(data: object, hint: Any) -> Any:
+    return hint.model_validate(data)
+
+
+def _to_named_tuple(data: object, hint: Any) -> Any:
+    field_hints = _field_hints(hint)
+    elements = _as_list(data, hint)
+    return hint(
+        *(
+            _from_tree(e, field_hints.get(n, Any))
+            for n, e in zip(hint._fields, elements, strict=False)
         )
-    if hint in (list, tuple, set, frozenset):
-        return hint(_as_list(data, hint))
-    if hint is dict:
-        if not isinstance(data, dict):
-            raise _fail(data, hint)
-        return data
+    )
+
+
+def _to_collection(data: object, hint: type) -> Any:
+    return hint(_as_list(data, hint))
+
+
+def _to_dict(data: object, hint: type) -> Any:
+    if not isinstance(data, dict):
+        raise _fail(data, hint)
+    return data
+
+
+def _to_instance(data: object, hint: type) -> Any:
     if isinstance(data, hint):
         return data
     raise _fail(data, hint)
+
+
+_SIMPLE_DECODERS: dict[type, Callable[[Any, Any], Any]] = {
+    bool: _to_bool,
+    int: _to_int,
+    float: _to_float,
+    str: _to_str,
+    datetime: _to_iso_time,
+    date: _to_iso_time,
+    time: _to_iso_time,
+    timedelta: _to_timedelta,
+    uuid.UUID: _to_uuid,
+    Decimal: _to_decimal,
+    bytes: _to_bytes,
+    bytearray: _to_bytes,
+    list: _to_collection,
+    tuple: _to_collection,
+    set: _to_collection,
+    frozenset: _to_collection,
+    dict: _to_dict,
+}
 
 
 def _from_dataclass(data: object, hint: type) -> Any:

@@ -156,6 +156,35 @@ def test_values_that_would_change_on_replay_fail_at_the_first_run(
     assert "step 'x'" in str(caught.value)
 
 
+class Arguments(TypedDict):
+    """A workflow's input as durably declares it: one field per parameter."""
+
+    count: int
+    point: Point
+    flag: bool
+    anything: Any
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"count": 1, "point": {"x": 1, "y": 2}, "flag": True, "anything": None},
+        {"count": 1, "point": [1, 2], "flag": True, "anything": None},
+        {"count": 1, "flag": 1, "anything": None},
+        {"count": True, "anything": None},
+        {"count": 1, 2: "x"},
+    ],
+    ids=["dict-for-tuple", "list-for-tuple", "int-for-bool", "bool-for-int", "int-key"],
+)
+def test_a_typed_dict_whose_values_would_change_is_refused(value: dict[Any, Any]) -> None:
+    """Values under a TypedDict (a workflow's input) are checked by their declared
+    types: only values of exactly the declared plain type are let through untried."""
+    with pytest.raises(PayloadError):
+        codec.encode(value, Arguments, what="the input")
+    plain = {"count": 3, "flag": False, "anything": "x", "extra": 1.5}
+    assert round_trip(plain, Arguments) == plain
+
+
 @pytest.mark.parametrize(
     "value", [float("nan"), float("inf"), object(), lambda: 1, {(1, 2): "tuple key"}]
 )
