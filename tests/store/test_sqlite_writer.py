@@ -327,6 +327,46 @@ async def test_a_write_that_comes_alone_commits_without_waiting_for_the_loop(
     assert 0 in (await idle_store.load_history(fence.workflow_id)).operations
 
 
+WRITE_KINDS = {
+    "any": {},
+    "one statement": {"one_statement": True},
+    "one statement, then reads": {"one_statement": True, "reads_after": True},
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "alone", "batched"),
+    [
+        ("any", ["BEGIN", "DELETE", "COMMIT"], ["SAVEPOINT", "DELETE", "RELEASE"]),
+        ("one statement", ["DELETE"], ["DELETE"]),
+        ("one statement, then reads", ["BEGIN", "DELETE", "COMMIT"], ["DELETE"]),
+    ],
+)
+async def test_each_kind_of_write_gets_the_transaction_and_savepoint_it_needs(
+    idle_store: SqliteStore, kind: str, alone: list[str], batched: list[str]
+) -> None:
+    """Alone, a write runs in a transaction, unless it is one statement read by nothing
+    after it (autocommit); in a batch, it runs in a savepoint, unless it is one
+    statement (SQLite undoes a failed statement by itself)."""
+    writer = idle_store.writer
+    await writer.submit(lambda connection: None)  # the loop sets its busy timeout first
+    statements = statements_of(idle_store)
+    in_transaction: list[bool] = []
+
+    def work(connection: sqlite3.Connection) -> int:
+        changed = connection.execute("DELETE FROM executors").rowcount
+        in_transaction.append(connection.in_transaction)
+        return changed
+
+    assert await writer.submit(work, **WRITE_KINDS[kind]) == 0
+    assert statements == alone
+    assert in_transaction == [alone != ["DELETE"]]
+    statements.clear()
+    writer.max_writes_without_yield = 0  # the next writes wait for the loop: one batch
+    assert await asyncio.gather(*(writer.submit(work, **WRITE_KINDS[kind]) for _ in range(2)))
+    assert statements == ["BEGIN", *batched, *batched, "COMMIT"]
+
+
 async def test_a_caller_writing_in_a_tight_loop_still_lets_the_loop_run(
     idle_store: SqliteStore,
 ) -> None:

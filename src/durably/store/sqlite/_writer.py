@@ -66,7 +66,10 @@ class _Write:
     work: Callable[[sqlite3.Connection], Any]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    #: Needs no savepoint in a batch (see :meth:`SqliteWriter.submit`).
     one_statement: bool = False
+    #: Alone, committed in autocommit mode rather than in a transaction.
+    autocommits: bool = False
 
 
 @dataclass(slots=True)
@@ -191,7 +194,11 @@ class SqliteWriter:
         thread.join()  # resolving `stopped` is the thread's last act, so this is brief
 
     async def submit(
-        self, work: Callable[[sqlite3.Connection], T], *, one_statement: bool = False
+        self,
+        work: Callable[[sqlite3.Connection], T],
+        *,
+        one_statement: bool = False,
+        reads_after: bool = False,
     ) -> T:
         """Run ``work(connection)`` in the next group-committed transaction and return
         its result once that transaction has committed.
@@ -207,26 +214,30 @@ class SqliteWriter:
                 and runs nothing after it but reads that cannot fail it (a fenced
                 upsert that checks its row count, say): alone, it is committed in
                 autocommit mode; in a batch, without a savepoint.
+            reads_after: with ``one_statement``, ``work`` then reads what must be
+                read in the same transaction as its statement (the row it changed):
+                alone, it runs in a transaction, not in autocommit mode.
 
         Raises:
             StoreError: the store is closed, or SQLite failed (the cause is attached).
         """
         if self._thread is None:
             raise StoreError(f"the SQLite store {self._name} is not open; await store.open() first")
+        autocommits = one_statement and not reads_after
         alone = self._may_commit_now()
         if alone:
             self._writes_without_yield += 1
             self._last_batch = 1
-            if one_statement:
+            if autocommits:
                 value = self._autocommit_on_loop(work)
                 if value is not _LOCKED:
                     return cast(T, value)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        write = _Write(work, loop, future, one_statement)
+        write = _Write(work, loop, future, one_statement, autocommits)
         if alone:
-            # A one-statement write here found the database locked: no second try.
-            outcomes = None if one_statement else self._commit_on_loop([write])
+            # An autocommit write here found the database locked: no second try.
+            outcomes = None if autocommits else self._commit_on_loop([write])
             if outcomes is None:
                 self._queue.put(write)  # the database is locked: the thread waits for it
             elif outcomes[0].error is None:
@@ -441,7 +452,7 @@ class SqliteWriter:
         if connection.in_transaction:
             # Left open by a failed ROLLBACK: end it rather than fail every later batch.
             connection.execute("ROLLBACK")
-        if len(batch) == 1 and batch[0].one_statement:
+        if len(batch) == 1 and batch[0].autocommits:
             # Autocommit: the statement is its own transaction, committed or undone.
             return [self._run_bare(connection, batch[0])]
         connection.execute("BEGIN IMMEDIATE")

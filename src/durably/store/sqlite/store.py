@@ -277,7 +277,10 @@ class SqliteStore:
             existing = connection.execute(Q["get_workflow"], by_id).fetchone()
             return _rows.workflow_from_row(existing), False
 
-        return await self._write(work)
+        # One statement: the read runs only after an insert that changed nothing, so
+        # neither a savepoint (in a batch) nor a transaction (alone) has anything to
+        # undo or to keep together.
+        return await self.writer.submit(work, one_statement=True)
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         """The workflow with this id, or None."""
@@ -570,7 +573,8 @@ class SqliteStore:
         def work(connection: sqlite3.Connection) -> WorkflowRecord:
             return _changed_or_made(connection, statement, values, fence, status)
 
-        return await self._write(work)
+        # One statement, then the read of the row it changed (in its transaction).
+        return await self.writer.submit(work, one_statement=True, reads_after=True)
 
     async def suspend_workflow(
         self,
