@@ -32,8 +32,8 @@ def fence_params(fence: Fence) -> Params:
 
 
 #: The parameters of insert_workflow, in the order of :func:`workflow_values`. The
-#: last seven are None for a workflow as the engine starts it (no timeout, no queue,
-#: not run yet): the SQLite store then binds the others only (see
+#: last :data:`UNSET_AT_START` are None for a workflow as the engine starts it (no
+#: timeout, no queue, not run yet): the SQLite store then binds the others only (see
 #: ``_INSERT_STARTED`` there).
 WORKFLOW_PARAMS = (
     "workflow_id",
@@ -60,6 +60,9 @@ WORKFLOW_PARAMS = (
     "wait_reason",
     "finished_at",
 )
+
+#: How many of :data:`WORKFLOW_PARAMS`, at its end, a started workflow leaves None.
+UNSET_AT_START = 7
 
 
 def workflow_values(record: WorkflowRecord) -> tuple[Any, ...]:

@@ -17,7 +17,9 @@ loop again, so that a caller writing in a tight loop still lets other tasks run.
 A write that changes the database in one statement (a step's checkpoint) needs no
 transaction of its own when it is alone: it runs in autocommit mode, one
 ``execute`` instead of three; in a batch it needs no savepoint, because SQLite
-undoes a failed statement by itself.
+undoes a failed statement by itself. One that then reads the row it changed (a
+status change) needs no savepoint either, but alone it still runs in a transaction,
+so that its read sees its own change and nothing newer.
 
 The batch is committed on the event-loop thread, because handing it to a thread
 costs more than the commit itself (measured on a 2-core VM: about 180 µs for the

@@ -65,13 +65,15 @@ _RECORD_COMPLETED = numbered(
     with_nulls(Q["record_operation"], ("error", "wake_at")), _rows.OPERATION_PARAMS[:-2]
 )
 #: insert_workflow, bound by position; and for a workflow as the engine starts it,
-#: whose last seven values are None, with those written as NULL literals (binding a
-#: None costs about 3,400 instructions: see :func:`with_nulls`).
+#: whose last values (:data:`_rows.UNSET_AT_START` of them) are None, with those
+#: written as NULL literals (binding a None costs about 3,400 instructions: see
+#: :func:`with_nulls`).
 _INSERT_WORKFLOW = numbered(Q["insert_workflow"], _rows.WORKFLOW_PARAMS)
 _INSERT_STARTED = numbered(
-    with_nulls(Q["insert_workflow"], _rows.WORKFLOW_PARAMS[-7:]), _rows.WORKFLOW_PARAMS[:-7]
+    with_nulls(Q["insert_workflow"], _rows.WORKFLOW_PARAMS[-_rows.UNSET_AT_START :]),
+    _rows.WORKFLOW_PARAMS[: -_rows.UNSET_AT_START],
 )
-_SEVEN_NONES = (None,) * 7
+_UNSET = (None,) * _rows.UNSET_AT_START
 #: How many source statuses set_workflow_status compares the current status with.
 _SOURCE_SLOTS = 5
 
@@ -265,10 +267,9 @@ class SqliteStore:
     async def create_workflow(self, record: WorkflowRecord) -> tuple[WorkflowRecord, bool]:
         """Insert ``record`` unless its id is taken (see :class:`~durably.store.Store`)."""
         values = _rows.workflow_values(record)
-        if values[-7:] == _SEVEN_NONES:
-            statement, values = _INSERT_STARTED, values[:-7]
-        else:
-            statement = _INSERT_WORKFLOW
+        statement = _INSERT_WORKFLOW
+        if values[-_rows.UNSET_AT_START :] == _UNSET:
+            statement, values = _INSERT_STARTED, values[: -_rows.UNSET_AT_START]
 
         def work(connection: sqlite3.Connection) -> tuple[WorkflowRecord, bool]:
             if connection.execute(statement, values).rowcount:
@@ -564,16 +565,15 @@ class SqliteStore:
             int(status.is_terminal),
             result,
         )
-        statement = _SET_STATUS
-        if error is None:
-            statement = _SET_STATUS_WITHOUT_ERROR
-        else:
-            values += (error,)
+        statement = _SET_STATUS_WITHOUT_ERROR
+        if error is not None:
+            statement, values = _SET_STATUS, (*values, error)
 
         def work(connection: sqlite3.Connection) -> WorkflowRecord:
             return _changed_or_made(connection, statement, values, fence, status)
 
-        # One statement, then the read of the row it changed (in its transaction).
+        # One statement, then the read of the row it changed (in its transaction),
+        # which cannot fail it: the status it converts was just written under the CHECK.
         return await self.writer.submit(work, one_statement=True, reads_after=True)
 
     async def suspend_workflow(
