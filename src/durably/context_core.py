@@ -61,8 +61,8 @@ class ContextCore:
         self._interrupt_delivered = False
         self._deadline_at = deadline_at  # the workflow's, UTC epoch microseconds
         self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        #: Set when the last operation in flight ends; made only when someone waits.
+        self._idle: asyncio.Event | None = None
         self._compensating = False
 
     @property
@@ -102,7 +102,10 @@ class ContextCore:
 
     async def wait_until_idle(self) -> None:
         """Wait until no operation started by the body is still in flight."""
-        await self._idle.wait()
+        if self._in_flight:
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            await self._idle.wait()
 
     # -- internals ----------------------------------------------------------------
 
@@ -122,13 +125,13 @@ class ContextCore:
 
     async def _track(self, operation: Coroutine[Any, Any, T]) -> T:
         self._in_flight += 1
-        self._idle.clear()
         try:
             return await operation
         finally:
             self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()  # wakes whoever waits; the next wait makes a new one
+                self._idle = None
 
     def _replayed(self, seq: int, kind: OperationKind, name: str) -> OperationRecord | None:
         try:

@@ -48,6 +48,41 @@ async def test_short_sleep_waits_in_memory(app: Durably, clock: FakeClock) -> No
     assert await handle.result() == "rested"
 
 
+async def test_a_workflow_suspends_only_once_its_operations_in_flight_are_recorded(
+    app: Durably, clock: FakeClock
+) -> None:
+    """A long sleep that unwinds the body while a step started beside it still runs:
+    the run waits for the step's checkpoint before it suspends, and replay later
+    returns the recorded result without running the step again."""
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def slow() -> str:
+        calls.append("slow")
+        await release.wait()
+        return "done"
+
+    @app.workflow()
+    async def side_by_side(ctx: Context) -> str:
+        result, _ = await asyncio.gather(
+            ctx.step("slow", slow), ctx.sleep("settlement", timedelta(hours=24))
+        )
+        return str(result)
+
+    handle = await app.start(side_by_side)
+    for _ in range(200):  # the body has unwound; the run waits for the step
+        await asyncio.sleep(0)
+    assert handle.workflow_id in app._runs
+    assert await handle.status() is WorkflowStatus.RUNNING
+    release.set()
+    await wait_for_status(app, handle.workflow_id, WorkflowStatus.SUSPENDED)
+    history = await app.history(handle.workflow_id)
+    assert [(entry.name, entry.status) for entry in history][:1] == [("slow", "COMPLETED")]
+    clock.advance(timedelta(hours=24))
+    assert await handle.result() == "done"
+    assert calls == ["slow"]
+
+
 async def test_long_sleep_unwinds_and_the_timer_resumes_it(
     app: Durably, clock: FakeClock, store_factory: Callable[[], Store]
 ) -> None:
