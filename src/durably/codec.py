@@ -636,12 +636,6 @@ def _to_collection(data: object, hint: type) -> Any:
     return hint(_as_list(data, hint))
 
 
-def _to_dict(data: object, hint: type) -> Any:
-    if not isinstance(data, dict):
-        raise _fail(data, hint)
-    return data
-
-
 def _to_instance(data: object, hint: type) -> Any:
     if isinstance(data, hint):
         return data
@@ -665,7 +659,7 @@ _SIMPLE_DECODERS: dict[type, Callable[[Any, Any], Any]] = {
     tuple: _to_collection,
     set: _to_collection,
     frozenset: _to_collection,
-    dict: _to_dict,
+    dict: _to_instance,
 }
 
 
