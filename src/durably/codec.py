@@ -122,11 +122,8 @@ class PayloadCodec:
         self._json = JsonSerializer()
         self._max_payload_bytes = max_payload_bytes
         self._verify = verify_round_trip
-
-    @property
-    def serializer_name(self) -> str:
-        """The name stored next to payloads this codec writes."""
-        return self._serializer.name
+        #: The name stored next to payloads this codec writes.
+        self.serializer_name: str = self._serializer.name
 
     def encode(
         self,

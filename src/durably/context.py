@@ -8,6 +8,7 @@ first unrecorded one runs live and is recorded.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
@@ -125,9 +126,8 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
             Exception: the step's error once its retries are exhausted.
             WorkflowCancelled: the workflow was cancelled.
         """
-        return self._reserved_step(
-            name, fn, args, kwargs, retry=retry, compensate=compensate, timeout=timeout
-        )()
+        seq, entry, timeout_micros = self._reserve_step(name, fn, compensate, timeout)
+        return self._step(seq, name, fn, args, kwargs, retry, timeout_micros, entry)
 
     def _reserved_step(
         self,
@@ -142,6 +142,18 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
     ) -> Callable[[], Coroutine[Any, Any, Any]]:
         """Number a step (and register its compensation) now; the returned function
         starts it. ``ctx.map`` numbers all its items at its call and starts them later."""
+        seq, entry, timeout_micros = self._reserve_step(name, fn, compensate, timeout)
+        return lambda: self._step(seq, name, fn, args, kwargs, retry, timeout_micros, entry)
+
+    def _reserve_step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        compensate: Callable[..., Any] | None,
+        timeout: timedelta | float | None,
+    ) -> tuple[int, Compensation | None, int | None]:
+        """Check a step's name and function, take its seq and register its
+        compensation; return the seq, the compensation and the timeout in microseconds."""
         validate_identifier(name, "step name")
         if not callable(fn):
             raise TypeError(f"step {name!r}: {fn!r} is not callable")
@@ -149,10 +161,7 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
         entry = None
         if compensate is not None:
             entry = self.compensations.register(f"{name}:compensate", compensate, armed=False)
-        timeout_micros = None if timeout is None else to_micros(timeout, "step timeout")
-        return lambda: self._track(
-            self._step(seq, name, fn, args, kwargs, retry, timeout_micros, entry)
-        )
+        return seq, entry, None if timeout is None else to_micros(timeout, "step timeout")
 
     def call_step(
         self, definition: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -300,29 +309,36 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
         timeout: int | None,
         entry: Compensation | None,
     ) -> Any:
-        hint = return_hint(fn)
-        recorded = self._replayed(seq, OperationKind.STEP, name)
-        if recorded is not None:
-            if recorded.status is OperationStatus.FAILED:
-                raise self._replayed_error(recorded)
-            value = self._replayed_result(recorded, hint, self._describe(seq, name))
-        else:
-            self._raise_if_interrupted()
-            value = await self._run_attempts(
-                seq=seq,
-                kind=OperationKind.STEP,
-                name=name,
-                fn=fn,
-                args=args,
-                kwargs=kwargs,
-                retry=retry,
-                timeout=timeout,
-                hint=hint,
-            )
-        if entry is not None:
-            entry.args = (value,)
-            entry.armed = True
-        return value
+        # In flight from its start to its end, as :meth:`_track` counts other
+        # operations (written out here: one coroutine less on the hot path).
+        self._in_flight += 1
+        try:
+            hint = return_hint(fn)
+            recorded = self._replayed(seq, OperationKind.STEP, name)
+            if recorded is not None:
+                if recorded.status is OperationStatus.FAILED:
+                    raise self._replayed_error(recorded)
+                value = self._replayed_result(recorded, hint, self._describe(seq, name))
+            else:
+                if self._interrupt is not None:
+                    self._raise_if_interrupted()
+                value = await self._run_attempts(
+                    seq=seq,
+                    kind=OperationKind.STEP,
+                    name=name,
+                    fn=fn,
+                    args=args,
+                    kwargs=kwargs,
+                    retry=retry,
+                    timeout=timeout,
+                    hint=hint,
+                )
+            if entry is not None:
+                entry.args = (value,)
+                entry.armed = True
+            return value
+        finally:
+            self._operation_ended()
 
     async def _run_attempts(
         self,
@@ -344,23 +360,32 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
         first_started = previous[0].started_at if previous else None
         if previous and previous[-1].next_attempt_at is not None:
             await self._wait_until(previous[-1].next_attempt_at, f"retry of {name!r}")
+        observers = env.observers
+        observing = bool(observers)  # tested once: no observer is the hot path
         while True:
-            self._raise_if_interrupted()
+            if self._interrupt is not None:
+                self._raise_if_interrupted()
             started = env.clock.now()
             if first_started is None:
                 first_started = started
-            if env.observers and kind is OperationKind.STEP:
-                env.observers.emit("on_step_start", self.workflow_id, name, seq)
-            observed = env.observers.step_attempt_started(
-                self.workflow_id, self.workflow_name, kind, name, seq, attempt, started
-            )
+            observed = None
+            if observing:
+                if kind is OperationKind.STEP:
+                    observers.emit("on_step_start", self.workflow_id, name, seq)
+                observed = observers.step_attempt_started(
+                    self.workflow_id, self.workflow_name, kind, name, seq, attempt, started
+                )
             try:
                 info = StepInfo(workflow_id=self.workflow_id, seq=seq, name=name, attempt=attempt)
-                value = await self._interruptibly(
-                    call_step_function(
+                try:  # what _interruptibly does, written out: one coroutine less
+                    value = await call_step_function(
                         fn, args, kwargs, info=info, clock=env.clock, timeout=timeout
                     )
-                )
+                except asyncio.CancelledError:
+                    converted = self._converted_cancellation()
+                    if converted is None:
+                        raise
+                    raise converted from None
             except Exception as error:
                 finished = env.clock.now()
                 # The workflow's cancellation or deadline stopping the step is not the
@@ -396,7 +421,8 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
                 await self._record_failure(seq, kind, name, error, attempt, first_started)
                 raise
             finished = env.clock.now()
-            env.observers.step_attempt_ended(observed, _COMPLETED, finished)
+            if observed is not None:
+                observers.step_attempt_ended(observed, _COMPLETED, finished)
             await self._record(
                 OperationRecord(
                     workflow_id=self.workflow_id,
@@ -411,8 +437,8 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
                     finished_at=finished,
                 )
             )
-            if env.observers and kind is OperationKind.STEP:
-                env.observers.emit(
+            if observing and kind is OperationKind.STEP:
+                observers.emit(
                     "on_step_complete",
                     self.workflow_id,
                     name,

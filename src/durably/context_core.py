@@ -124,14 +124,18 @@ class ContextCore:
         return seq
 
     async def _track(self, operation: Coroutine[Any, Any, T]) -> T:
+        """Await ``operation``, counted as in flight (see :meth:`wait_until_idle`)."""
         self._in_flight += 1
         try:
             return await operation
         finally:
-            self._in_flight -= 1
-            if self._in_flight == 0 and self._idle is not None:
-                self._idle.set()  # wakes whoever waits; the next wait makes a new one
-                self._idle = None
+            self._operation_ended()
+
+    def _operation_ended(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0 and self._idle is not None:
+            self._idle.set()  # wakes whoever waits; the next wait makes a new one
+            self._idle = None
 
     def _replayed(self, seq: int, kind: OperationKind, name: str) -> OperationRecord | None:
         try:
@@ -191,11 +195,15 @@ class ContextCore:
         (nothing more is written; the workflow is recovered later)."""
         try:
             return await write
-        except LeaseLostError as error:
-            raise _Abandon(str(error)) from error
-        except StoreError as error:
-            self._env.observers.emit("on_error", self.workflow_id, what, error)
-            raise _Abandon(f"store failed: {error}") from error
+        except (LeaseLostError, StoreError) as error:
+            raise self._abandoning(error, what) from error
+
+    def _abandoning(self, error: LeaseLostError | StoreError, what: str) -> _Abandon:
+        """What a fenced write that failed with ``error`` makes the run do: abandon."""
+        if isinstance(error, LeaseLostError):
+            return _Abandon(str(error))
+        self._env.observers.emit("on_error", self.workflow_id, what, error)
+        return _Abandon(f"store failed: {error}")
 
     def _finished_now(
         self,
@@ -224,9 +232,10 @@ class ContextCore:
         hooks = self._env.hooks
         if hooks is not None:
             hooks.recording(self, operation, written=False)
-        await self._fenced(
-            self._env.store.record_operation(self._fence, operation), "record_operation"
-        )
+        try:  # as _fenced, written out: one coroutine less on the hot path
+            await self._env.store.record_operation(self._fence, operation)
+        except (LeaseLostError, StoreError) as error:
+            raise self._abandoning(error, "record_operation") from error
         self._env.notifier.notify_progress(self.workflow_id)
         if hooks is not None:
             hooks.recording(self, operation, written=True)

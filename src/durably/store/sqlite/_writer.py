@@ -231,9 +231,9 @@ class SqliteWriter:
             self._writes_without_yield += 1
             self._last_batch = 1
             if autocommits:
-                value = self._autocommit_on_loop(work)
-                if value is not _LOCKED:
-                    return cast(T, value)
+                committed: T = self._autocommit_on_loop(work)
+                if committed is not _LOCKED:
+                    return committed
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         write = _Write(work, loop, future, one_statement, autocommits)
@@ -346,7 +346,8 @@ class SqliteWriter:
         if connection is None or not self._lock.acquire(blocking=False):
             return None
         try:
-            self._set_busy_timeout(connection, 0)
+            if self._busy_timeout_ms != 0:
+                self._set_busy_timeout(connection, 0)
         except BaseException:
             self._lock.release()
             raise
