@@ -169,7 +169,11 @@ class PayloadCodec:
                 f"{self._max_payload_bytes:,}: store large data elsewhere (a file, object "
                 f"storage) and pass a reference, or raise Durably(max_payload_bytes=...)"
             )
-        if (self._verify if verify is None else verify) and not _comes_back_as_is(value, hint):
+        if (
+            (self._verify if verify is None else verify)
+            and type(value) not in _PLAIN  # the common case, tested here: no call
+            and not _comes_back_as_is(value, hint)
+        ):
             self._check_round_trip(value, hint, text, _text(what))
         return text
 
@@ -231,7 +235,14 @@ def _text(what: str | Callable[[], str]) -> str:
 
 def return_hint(fn: Callable[..., object]) -> object:
     """The resolved return annotation of ``fn``, or ``Any`` when there is none."""
+    if type(fn) is types.FunctionType:  # every step call asks: answered from a cache
+        return _function_return_hint(fn)
     return _shared_hints(fn).get("return", Any)
+
+
+@functools.lru_cache(maxsize=4096)
+def _function_return_hint(fn: types.FunctionType) -> object:
+    return _resolved_hints(fn).get("return", Any)
 
 
 def parameter_hints(fn: Callable[..., object]) -> dict[str, object]:

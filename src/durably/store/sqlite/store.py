@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -518,16 +518,22 @@ class SqliteStore:
         rows = await self._read(lambda c: c.execute(Q["list_operations"], params).fetchall())
         return [_rows.operation_from_row(row) for row in rows]
 
-    async def record_operation(self, fence: Fence, operation: OperationRecord) -> None:
+    def record_operation(
+        self, fence: Fence, operation: OperationRecord
+    ) -> Coroutine[Any, Any, None]:
         """Insert or replace the operation at its seq, fenced: one statement, with no
-        read first and no write to the workflow's row (reads derive ``updated_at``)."""
+        read first and no write to the workflow's row (reads derive ``updated_at``).
+
+        The checkpoint of every step: a plain function returning the writer's
+        coroutine, which spares a coroutine of its own (it raises at the call what it
+        finds wrong with its arguments)."""
         require_same_workflow(fence, operation.workflow_id)
         values = _rows.operation_values(fence, operation)
 
         def work(connection: sqlite3.Connection) -> None:
             _record(connection, fence, values)
 
-        await self.writer.submit(work, one_statement=True)
+        return self.writer.submit(work, one_statement=True)
 
     async def record_attempt(self, fence: Fence, attempt: AttemptRecord) -> None:
         """Insert (or replace, same key) a failed attempt, fenced."""
