@@ -42,7 +42,7 @@ from durably.registry import StepDefinition
 from durably.replay import compensation_seq, patch_decision
 from durably.retry import NO_RETRY, RetryPolicy
 from durably.saga import Compensation
-from durably.step_call import StepInfo, call_step_function, is_async_function
+from durably.step_call import call_step_function, is_async_function
 from durably.waits import DurableWaits
 
 R = TypeVar("R")
@@ -376,10 +376,14 @@ class Context(DurableWaits, PublishingOperations, MapOperations):
                     self.workflow_id, self.workflow_name, kind, name, seq, attempt, started
                 )
             try:
-                info = StepInfo(workflow_id=self.workflow_id, seq=seq, name=name, attempt=attempt)
                 try:  # what _interruptibly does, written out: one coroutine less
                     value = await call_step_function(
-                        fn, args, kwargs, info=info, clock=env.clock, timeout=timeout
+                        fn,
+                        args,
+                        kwargs,
+                        step=(self.workflow_id, seq, name, attempt),
+                        clock=env.clock,
+                        timeout=timeout,
                     )
                 except asyncio.CancelledError:
                     converted = self._converted_cancellation()

@@ -115,7 +115,12 @@ class ContextCore:
         the patch marker recorded there (at or after the next one)."""
         if self._env.hooks is not None:
             self._env.hooks.operation_called(self)
-        seq = next_operation_seq(self._history, self._next_seq) if marker is None else marker
+        if marker is not None:
+            seq = marker
+        elif self._next_seq <= self._last_recorded_seq:  # replaying: markers to pass?
+            seq = next_operation_seq(self._history, self._next_seq)
+        else:  # past the history (running live): nothing recorded there
+            seq = self._next_seq
         if seq == self._next_seq:  # no patch marker passed over (the common case)
             self.visited.add(seq)
         else:
@@ -138,13 +143,16 @@ class ContextCore:
             self._idle = None
 
     def _replayed(self, seq: int, kind: OperationKind, name: str) -> OperationRecord | None:
-        try:
-            record = recorded_operation(
-                self._history, workflow_id=self.workflow_id, seq=seq, kind=kind, name=name
-            )
-        except NonDeterminismError as error:
-            self.nondeterminism = self.nondeterminism or error
-            raise
+        if seq > self._last_recorded_seq:  # past the history: running live
+            record = None
+        else:
+            try:
+                record = recorded_operation(
+                    self._history, workflow_id=self.workflow_id, seq=seq, kind=kind, name=name
+                )
+            except NonDeterminismError as error:
+                self.nondeterminism = self.nondeterminism or error
+                raise
         if record is None and self._env.hooks is not None:
             self._env.hooks.running_live(self, kind, name, seq)
         return record

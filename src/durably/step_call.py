@@ -35,7 +35,12 @@ class StepInfo:
         return f"{self.workflow_id}:{self.seq}"
 
 
-_current_step: ContextVar[StepInfo | None] = ContextVar("durably_current_step", default=None)
+#: A running step's workflow id, seq, name and attempt, as :func:`call_step_function`
+#: is given them: a tuple costs next to nothing to make at every attempt; the
+#: :class:`StepInfo` is made only when asked for (:func:`running_step`).
+StepKey = tuple[str, int, str, int]
+
+_current_step: ContextVar[StepKey | None] = ContextVar("durably_current_step", default=None)
 #: The context of the workflow whose body is running (None inside steps and outside).
 current_workflow_context: ContextVar[object | None] = ContextVar(
     "durably_current_workflow_context", default=None
@@ -48,10 +53,19 @@ def current_step() -> StepInfo:
     Raises:
         RuntimeError: called outside a step function.
     """
-    info = _current_step.get()
+    info = running_step()
     if info is None:
         raise RuntimeError("durably.current_step() is only available inside a step function")
     return info
+
+
+def running_step() -> StepInfo | None:
+    """The step whose function is running now, or None outside step functions."""
+    key = _current_step.get()
+    if key is None:
+        return None
+    workflow_id, seq, name, attempt = key
+    return StepInfo(workflow_id=workflow_id, seq=seq, name=name, attempt=attempt)
 
 
 #: Attribute set on the functions ``@app.step`` returns: their :class:`StepDefinition`.
@@ -90,13 +104,13 @@ async def call_step_function(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     *,
-    info: StepInfo,
+    step: StepKey,
     clock: Clock,
     timeout: int | None,
 ) -> Any:
     """Run one attempt of a step: ``async def`` on the loop, ``def`` in a worker thread,
     failed with :class:`StepTimeoutError` at ``timeout`` microseconds."""
-    step_token = _current_step.set(info)
+    step_token = _current_step.set(step)
     context_token = current_workflow_context.set(None)
     try:
         if is_async_function(fn):
@@ -106,7 +120,7 @@ async def call_step_function(
         if timeout is None:
             result = await call
         else:
-            result = await _with_timeout(call, timeout, info, clock)
+            result = await _with_timeout(call, timeout, step, clock)
         if type(result) not in _NEVER_AWAITABLE and inspect.isawaitable(result):
             result = await result
         return result
@@ -115,7 +129,7 @@ async def call_step_function(
         _current_step.reset(step_token)
 
 
-async def _with_timeout(call: Awaitable[Any], timeout: int, info: StepInfo, clock: Clock) -> Any:
+async def _with_timeout(call: Awaitable[Any], timeout: int, step: StepKey, clock: Clock) -> Any:
     deadline = clock.now() + timeout
     work = asyncio.ensure_future(call)
     timer = asyncio.ensure_future(clock.sleep_until(deadline))
@@ -127,7 +141,7 @@ async def _with_timeout(call: Awaitable[Any], timeout: int, info: StepInfo, cloc
             work.cancel()
     if work.cancelled() or not work.done():
         raise StepTimeoutError(
-            f"step {info.name!r} of workflow {info.workflow_id!r} ran longer than its "
+            f"step {step[2]!r} of workflow {step[0]!r} ran longer than its "
             f"timeout ({timedelta(microseconds=timeout)}) and was failed"
         )
     return work.result()

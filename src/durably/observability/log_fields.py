@@ -20,7 +20,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from durably.observability.scope import current_run_scope
-from durably.step_call import _current_step, current_workflow_context
+from durably.step_call import current_workflow_context, running_step
 
 #: The attributes :class:`WorkflowLogFilter` sets on records, in this order.
 FIELDS = ("workflow_id", "workflow_name", "step", "seq", "attempt", "replaying")
@@ -34,7 +34,7 @@ def workflow_log_fields() -> dict[str, Any]:
         apply (``step``, ``seq`` and ``attempt`` outside a step, everything outside a
         workflow) and ``replaying`` is a bool.
     """
-    step = _current_step.get()
+    step = running_step()
     scope = current_run_scope()
     body = current_workflow_context.get()
     workflow_id = step.workflow_id if step is not None else None
