@@ -13,7 +13,7 @@ from collections import defaultdict
 
 from durably.clock import Clock
 from durably.models import WorkflowRecord
-from durably.step_call import current_workflow_context
+from durably.step_call import workflow_body_context
 
 
 def progress_key(workflow_id: str) -> str:
@@ -123,7 +123,7 @@ class Notifier:
         # Outside workflow bodies (waiting for a result, watching), one task sleeps
         # for every wait: cheaper than a sleeping task per wait. A body's wait keeps
         # its own, made in the body's context: the test kit's clock tells whose it is.
-        shared = until is not None and current_workflow_context.get() is None
+        shared = until is not None and workflow_body_context() is None
         own_timer: asyncio.Task[None] | None = None
         if until is not None:
             if shared:

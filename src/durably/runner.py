@@ -27,7 +27,7 @@ from durably.models import Fence, History, WorkflowRecord, WorkflowStatus, micro
 from durably.observability.scope import enter_run_scope
 from durably.registry import WorkflowDefinition
 from durably.replay import check_fully_replayed
-from durably.step_call import current_workflow_context
+from durably.step_call import enter_workflow_body
 from durably.sync_context import run_sync_body
 
 logger = logging.getLogger("durably.runner")
@@ -274,7 +274,7 @@ class WorkflowRun:
             return error
 
     async def _call_async(self, context: Context, args: Any, kwargs: Any) -> Any:
-        current_workflow_context.set(context)
+        enter_workflow_body(context)
         return await self._definition.fn(context, *args, **kwargs)
 
     def _start_deadline_timer(self) -> asyncio.Task[None] | None:

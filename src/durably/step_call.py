@@ -41,10 +41,24 @@ class StepInfo:
 StepKey = tuple[str, int, str, int]
 
 _current_step: ContextVar[StepKey | None] = ContextVar("durably_current_step", default=None)
-#: The context of the workflow whose body is running (None inside steps and outside).
-current_workflow_context: ContextVar[object | None] = ContextVar(
-    "durably_current_workflow_context", default=None
-)
+#: The context of the workflow whose body runs in this asyncio context. A step's
+#: function runs in its body's task with :data:`_current_step` set, so read it with
+#: :func:`workflow_body_context` (one variable set per step attempt, not two).
+_workflow_body: ContextVar[object | None] = ContextVar("durably_workflow_body", default=None)
+
+
+def enter_workflow_body(context: object) -> None:
+    """Mark this asyncio context (a body's own task, or a ``def`` body's thread) as
+    running the body of the workflow whose context is ``context``."""
+    _workflow_body.set(context)
+
+
+def workflow_body_context() -> object | None:
+    """The context of the workflow whose body is running here; None inside step
+    functions and outside workflows."""
+    if _current_step.get() is not None:
+        return None
+    return _workflow_body.get()
 
 
 def current_step() -> StepInfo:
@@ -79,7 +93,7 @@ def step_function(definition: StepDefinition) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
-        context = current_workflow_context.get()
+        context = workflow_body_context()
         if context is None:
             return fn(*args, **kwargs)
         return context.call_step(definition, args, kwargs)  # type: ignore[attr-defined]
@@ -110,8 +124,7 @@ async def call_step_function(
 ) -> Any:
     """Run one attempt of a step: ``async def`` on the loop, ``def`` in a worker thread,
     failed with :class:`StepTimeoutError` at ``timeout`` microseconds."""
-    step_token = _current_step.set(step)
-    context_token = current_workflow_context.set(None)
+    step_token = _current_step.set(step)  # also hides the body: see _workflow_body
     try:
         if is_async_function(fn):
             call: Awaitable[Any] = fn(*args, **kwargs)
@@ -125,7 +138,6 @@ async def call_step_function(
             result = await result
         return result
     finally:
-        current_workflow_context.reset(context_token)
         _current_step.reset(step_token)
 
 

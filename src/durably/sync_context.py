@@ -22,7 +22,7 @@ from durably.fan_out import MapResult
 from durably.queues import Queue
 from durably.registry import StepDefinition
 from durably.retry import RetryPolicy
-from durably.step_call import current_workflow_context
+from durably.step_call import enter_workflow_body
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -251,7 +251,7 @@ class SyncContext:
 
     def run_body(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         """Run the workflow function in this (worker) thread."""
-        current_workflow_context.set(self)
+        enter_workflow_body(self)
         return fn(self, *args, **kwargs)
 
 

@@ -208,6 +208,31 @@ async def test_decorated_steps_are_recorded_with_their_names(
     ]
 
 
+async def test_a_decorated_step_called_inside_a_step_function_is_a_plain_call(
+    app: Durably, store_factory: Callable[[], durably.Store]
+) -> None:
+    """A step's function runs in its workflow body's task, but not as the body: an
+    @app.step function it calls runs as a plain call (not a nested recorded step), and
+    the body's next @app.step call is a recorded step again."""
+
+    @app.step()
+    async def price(item: str) -> int:
+        return len(item)
+
+    async def quote(item: str) -> int:
+        return await price(item) * 10  # inside a step function: a plain call
+
+    @app.workflow()
+    async def order(ctx: Context, item: str) -> int:
+        quoted = await ctx.step("quote", quote, item)
+        return quoted + await price(item)  # in the body again: recorded
+
+    handle = await app.start(order, "book")
+    assert await handle.result() == 44
+    history = await app.store.load_history(handle.workflow_id)
+    assert [op.name for _, op in sorted(history.operations.items())] == ["quote", "price"]
+
+
 async def test_a_decorated_plain_def_step_called_from_an_async_workflow_fails_it(
     app: Durably,
 ) -> None:

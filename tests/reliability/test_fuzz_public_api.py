@@ -40,7 +40,7 @@ from durably import (
     WorkflowStatus,
 )
 from durably.identifiers import validate_signal_name
-from durably.step_call import current_workflow_context
+from durably.step_call import workflow_body_context
 from durably.testing import FakeClock, TestDurably
 
 LIMIT = 64 * 1024
@@ -342,7 +342,7 @@ class BodyWaits(FakeClock):
         self.body_waits = asyncio.Event()
 
     async def sleep_until(self, moment: int) -> None:
-        if current_workflow_context.get() is not None:
+        if workflow_body_context() is not None:
             self.body_waits.set()
         await super().sleep_until(moment)
 

@@ -7,7 +7,7 @@ import asyncio
 
 from durably.models import WorkflowRecord, WorkflowStatus
 from durably.notifier import Notifier
-from durably.step_call import current_workflow_context
+from durably.step_call import enter_workflow_body
 from durably.testing.clock import FakeClock
 
 
@@ -130,7 +130,7 @@ async def test_a_wait_in_a_workflow_body_sleeps_as_that_body() -> None:
     body = object()
 
     async def in_body() -> bool:
-        current_workflow_context.set(body)
+        enter_workflow_body(body)
         return await notifier.wait("w-1", clock.now() + 10)
 
     waiting = asyncio.ensure_future(in_body())

@@ -20,7 +20,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from durably.observability.scope import current_run_scope
-from durably.step_call import current_workflow_context, running_step
+from durably.step_call import running_step, workflow_body_context
 
 #: The attributes :class:`WorkflowLogFilter` sets on records, in this order.
 FIELDS = ("workflow_id", "workflow_name", "step", "seq", "attempt", "replaying")
@@ -36,7 +36,7 @@ def workflow_log_fields() -> dict[str, Any]:
     """
     step = running_step()
     scope = current_run_scope()
-    body = current_workflow_context.get()
+    body = workflow_body_context()
     workflow_id = step.workflow_id if step is not None else None
     if workflow_id is None and scope is not None:
         workflow_id = scope.workflow_id

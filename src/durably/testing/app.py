@@ -26,7 +26,7 @@ from durably.engine import Durably
 from durably.environment import to_micros
 from durably.errors import NonDeterminismError, WorkflowFailedError, _Abandon
 from durably.models import OperationKind, OperationRecord, WorkflowStatus
-from durably.step_call import current_workflow_context
+from durably.step_call import workflow_body_context
 from durably.store import MemoryStore, Store, open_store
 from durably.sync import SyncDurably
 from durably.sync_context import SyncContext
@@ -223,7 +223,7 @@ class TestDurably(Durably):
         stopping: list[asyncio.Future[Any]] = [task for _, task in self._runs.values()]
         # The crashing operation of a def body stops its thread by raising below; the
         # run is only told, so that it waits for the thread to unwind.
-        in_def_body = isinstance(current_workflow_context.get(), SyncContext)
+        in_def_body = isinstance(workflow_body_context(), SyncContext)
         for run, _ in list(self._runs.values()):
             abandon = _Abandon(f"executor {dead!r} crashed (durably.testing)")
             if in_def_body and run._context is context:

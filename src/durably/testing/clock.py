@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from durably.models import datetime_to_micros
-from durably.step_call import current_workflow_context
+from durably.step_call import workflow_body_context
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -55,7 +55,7 @@ class FakeClock:
             await asyncio.sleep(0)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        sleeper = Sleeper(moment, asyncio.current_task(), current_workflow_context.get())
+        sleeper = Sleeper(moment, asyncio.current_task(), workflow_body_context())
         heapq.heappush(self._sleepers, (moment, next(self._order), future, sleeper))
         await self._notify()
         try:
