@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import PurePath
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from durably.errors import PayloadError, PayloadTooLargeError
 
@@ -123,7 +123,7 @@ class PayloadCodec:
         self._max_payload_bytes = max_payload_bytes
         self._verify = verify_round_trip
         #: The name stored next to payloads this codec writes.
-        self.serializer_name: str = self._serializer.name
+        self.serializer_name: Final[str] = self._serializer.name
 
     def encode(
         self,
