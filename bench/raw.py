@@ -121,9 +121,11 @@ def sqlite_checkpoint_rate(
             "serializer": "json",
             "attempts": 1,
         }
-        # Bound by position, as the store binds it: the values in OPERATION_PARAMS order
-        # (None for those not set), the three that change per commit set by index.
-        values = [step.get(name) for name in OPERATION_PARAMS]
+        # Bound by position, as the store binds a completed step: the values in
+        # OPERATION_PARAMS order but the last (error and wake_at, None, written as NULL
+        # literals), the three that change per commit set by index.
+        statement = _RECORD_OPERATION.short
+        values = [step.get(name) for name in OPERATION_PARAMS[: -_RECORD_OPERATION.count]]
         at_seq, at_start, at_finish = (
             OPERATION_PARAMS.index(name) for name in ("seq", "started_at", "finished_at")
         )
@@ -132,7 +134,7 @@ def sqlite_checkpoint_rate(
         def commit_one() -> None:
             nonlocal seq
             values[at_seq], values[at_start], values[at_finish] = seq, seq, seq + 1
-            if connection.execute(_RECORD_OPERATION, values).rowcount != 1:
+            if connection.execute(statement, values).rowcount != 1:
                 raise AssertionError("the fenced upsert wrote nothing")
             seq += 1
 

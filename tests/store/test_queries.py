@@ -11,7 +11,7 @@ import pytest
 from durably.errors import LeaseLostError
 from durably.models import Fence, OperationKind, OperationRecord, OperationStatus
 from durably.store import _rows
-from durably.store._queries import QueryFileError, load_queries, numbered, with_nulls
+from durably.store._queries import NullTail, QueryFileError, load_queries, numbered, with_nulls
 from durably.store.sqlite._migrate import migrate
 from durably.store.sqlite.store import Q, _record
 
@@ -99,6 +99,15 @@ def test_parameters_named_are_written_as_null_and_the_others_kept() -> None:
     )
     with pytest.raises(QueryFileError, match=r"no parameter :c"):
         with_nulls(statement, ("a", "c"))
+
+
+def test_a_null_tail_drops_its_trailing_values_only_when_all_are_none() -> None:
+    """``NullTail.bind`` binds the NULL-literal variant, without the trailing values,
+    only when every one of them is None; else the whole statement and values."""
+    tail = NullTail("INSERT INTO t VALUES (:a, :b, :c)", ("a", "b", "c"), 2)
+    assert tail.bind((1, None, None)) == ("INSERT INTO t VALUES (?1, NULL, NULL)", (1,))
+    for values in [(1, 2, None), (1, None, 3), (1, 2, 3)]:
+        assert tail.bind(values) == ("INSERT INTO t VALUES (?1, ?2, ?3)", values)
 
 
 @pytest.mark.parametrize(

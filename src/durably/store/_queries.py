@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from importlib import resources
+from typing import Any
 
 _HEADER = re.compile(r"^-- name: *(\w+) *$", re.MULTILINE)
 _NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
@@ -86,3 +87,28 @@ def with_nulls(statement: str, names: Collection[str]) -> str:
     return _NAMED_PARAMETER.sub(
         lambda match: "NULL" if match.group(1) in names else match.group(0), statement
     )
+
+
+class NullTail:
+    """A statement bound by position whose last ``count`` values are usually None.
+
+    :meth:`bind` picks the variant with those parameters written as ``NULL`` literals
+    (see :func:`with_nulls`) when they are all None, and drops them from the values.
+    """
+
+    __slots__ = ("count", "full", "nones", "short")
+
+    def __init__(self, statement: str, names: Sequence[str], count: int) -> None:
+        #: The statement bound by position, every value bound.
+        self.full = numbered(statement, names)
+        #: The variant with the last ``count`` parameters written as NULL literals.
+        self.short = numbered(with_nulls(statement, names[-count:]), names[:-count])
+        self.count = count
+        self.nones = (None,) * count
+
+    def bind(self, values: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+        """The statement to run with ``values`` (in the order of ``names``), and the
+        values to bind to it."""
+        if values[-self.count :] == self.nones:
+            return self.short, values[: -self.count]
+        return self.full, values

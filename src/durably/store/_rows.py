@@ -34,7 +34,7 @@ def fence_params(fence: Fence) -> Params:
 #: The parameters of insert_workflow, in the order of :func:`workflow_values`. The
 #: last :data:`UNSET_AT_START` are None for a workflow as the engine starts it (no
 #: timeout, no queue, not run yet): the SQLite store then binds the others only (see
-#: ``_INSERT_STARTED`` there).
+#: ``_INSERT_WORKFLOW`` there).
 WORKFLOW_PARAMS = (
     "workflow_id",
     "workflow_name",
@@ -101,7 +101,7 @@ def workflow_params(record: WorkflowRecord) -> Params:
 
 #: The parameters of record_operation, in the order of :func:`operation_values`. The
 #: last two, ``error`` and ``wake_at``, are None for a completed step: the SQLite store
-#: then binds the others only (see ``_RECORD_COMPLETED`` there).
+#: then binds the others only (see ``_RECORD_OPERATION`` there).
 OPERATION_PARAMS = (
     "workflow_id",
     "owner",

@@ -34,7 +34,7 @@ from durably.models import (
     allowed_sources,
 )
 from durably.store import _rows
-from durably.store._queries import load_queries, numbered, with_nulls
+from durably.store._queries import NullTail, load_queries
 from durably.store._rules import (
     cancel_action,
     lease_lost,
@@ -56,24 +56,15 @@ from durably.store.sqlite._writer import SqliteWriter
 
 T = TypeVar("T")
 Q = load_queries("durably.store.sqlite")
-#: The checkpoint, bound by position (the hot path).
-_RECORD_OPERATION = numbered(Q["record_operation"], _rows.OPERATION_PARAMS)
-#: The same for a completed step, whose ``error`` and ``wake_at`` (the last two
-#: values) are None, written as NULL literals: binding two Nones costs about 6,800
-#: instructions, 4% of a sequential step (see :func:`with_nulls`).
-_RECORD_COMPLETED = numbered(
-    with_nulls(Q["record_operation"], ("error", "wake_at")), _rows.OPERATION_PARAMS[:-2]
-)
-#: insert_workflow, bound by position; and for a workflow as the engine starts it,
-#: whose last values (:data:`_rows.UNSET_AT_START` of them) are None, with those
-#: written as NULL literals (binding a None costs about 3,400 instructions: see
-#: :func:`with_nulls`).
-_INSERT_WORKFLOW = numbered(Q["insert_workflow"], _rows.WORKFLOW_PARAMS)
-_INSERT_STARTED = numbered(
-    with_nulls(Q["insert_workflow"], _rows.WORKFLOW_PARAMS[-_rows.UNSET_AT_START :]),
-    _rows.WORKFLOW_PARAMS[: -_rows.UNSET_AT_START],
-)
-_UNSET = (None,) * _rows.UNSET_AT_START
+#: The checkpoint, bound by position (the hot path). A completed step's ``error`` and
+#: ``wake_at`` (the last two values) are None: written as NULL literals, because
+#: binding two Nones costs about 6,800 instructions, 4% of a sequential step (see
+#: :func:`~durably.store._queries.with_nulls`).
+_RECORD_OPERATION = NullTail(Q["record_operation"], _rows.OPERATION_PARAMS, 2)
+#: insert_workflow, bound by position; a workflow as the engine starts it leaves the
+#: last :data:`_rows.UNSET_AT_START` values None (a None costs about 3,400
+#: instructions to bind).
+_INSERT_WORKFLOW = NullTail(Q["insert_workflow"], _rows.WORKFLOW_PARAMS, _rows.UNSET_AT_START)
 #: How many source statuses set_workflow_status compares the current status with.
 _SOURCE_SLOTS = 5
 
@@ -107,10 +98,8 @@ _SET_STATUS_PARAMS = (
     "result",
     "error",
 )
-_SET_STATUS = numbered(Q["set_workflow_status"], _SET_STATUS_PARAMS)
-_SET_STATUS_WITHOUT_ERROR = numbered(
-    with_nulls(Q["set_workflow_status"], ("error",)), _SET_STATUS_PARAMS[:-1]
-)
+#: ``error`` (last) is usually None.
+_SET_STATUS = NullTail(Q["set_workflow_status"], _SET_STATUS_PARAMS, 1)
 
 
 def _json_list(values: Collection[str]) -> str:
@@ -266,10 +255,7 @@ class SqliteStore:
 
     async def create_workflow(self, record: WorkflowRecord) -> tuple[WorkflowRecord, bool]:
         """Insert ``record`` unless its id is taken (see :class:`~durably.store.Store`)."""
-        values = _rows.workflow_values(record)
-        statement = _INSERT_WORKFLOW
-        if values[-_rows.UNSET_AT_START :] == _UNSET:
-            statement, values = _INSERT_STARTED, values[: -_rows.UNSET_AT_START]
+        statement, values = _INSERT_WORKFLOW.bind(_rows.workflow_values(record))
 
         def work(connection: sqlite3.Connection) -> tuple[WorkflowRecord, bool]:
             if connection.execute(statement, values).rowcount:
@@ -570,10 +556,9 @@ class SqliteStore:
             int(status.is_terminal or status is WorkflowStatus.PARKED),
             int(status.is_terminal),
             result,
+            error,
         )
-        statement = _SET_STATUS_WITHOUT_ERROR
-        if error is not None:
-            statement, values = _SET_STATUS, (*values, error)
+        statement, values = _SET_STATUS.bind(values)
 
         def work(connection: sqlite3.Connection) -> WorkflowRecord:
             return _changed_or_made(connection, statement, values, fence, status)
@@ -739,9 +724,11 @@ def _changed_or_made(
 def _record(connection: sqlite3.Connection, fence: Fence, values: tuple[Any, ...]) -> None:
     """The fenced upsert of an operation (``values`` from :func:`_rows.operation_values`):
     one statement, refused when the fence is stale."""
+    # _RECORD_OPERATION.bind(values), written out: the method call costs 1.5% of a
+    # sequential step (python -m bench.instructions).
     if values[-1] is None and values[-2] is None:
-        changed = connection.execute(_RECORD_COMPLETED, values[:-2]).rowcount
+        changed = connection.execute(_RECORD_OPERATION.short, values[:-2]).rowcount
     else:
-        changed = connection.execute(_RECORD_OPERATION, values).rowcount
+        changed = connection.execute(_RECORD_OPERATION.full, values).rowcount
     if changed == 0:
         raise lease_lost(fence)
