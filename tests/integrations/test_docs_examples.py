@@ -36,7 +36,13 @@ def test_schedules_demo_runs_each_tick_once_in_one_of_two_apps(tmp_path: Path) -
     listed = re.findall(
         r"^sched:heartbeat:\S+T(\d\d:\d\d:\d\d)Z COMPLETED \"(alpha|bravo)\"$", output, re.MULTILINE
     )
-    assert listed == ran[-len(listed) :] and listed, output
+    # The listing shows completed runs, in the app that ran each: consecutive ticks of
+    # those that ran. A tick due just as the demo lists may still be running then (not
+    # listed as COMPLETED) and print after the listing.
+    assert listed, output
+    first = ran.index(listed[0]) if listed[0] in ran else -1
+    assert first >= 0 and ran[first : first + len(listed)] == listed, output
+    assert len(ran) - (first + len(listed)) <= 1, output
 
 
 def test_the_first_schedules_snippet_runs_its_report(tmp_path: Path) -> None:
