@@ -54,25 +54,33 @@ class Server:
         )
         return connection
 
-    async def terminate_all(self) -> int:
-        """Close every connection of the app, as a server restart does, once it has one
-        (after an earlier kill, its pool and its LISTEN connection reconnect in 0.1 s;
-        the server loops, checking every 10 ms, for up to 30 s)."""
+    async def wait_on_server(
+        self, connection: psycopg.AsyncConnection[tuple[object, ...]], condition: str, never: str
+    ) -> None:
+        """Return once one of the app's connections matches ``condition`` (SQL on
+        ``pg_stat_activity``); the server loops, checking every 10 ms, for up to 30 s,
+        then fails with ``never``."""
         probe = sql.SQL(
             """
             DO $$ BEGIN
               FOR i IN 1..3000 LOOP
-                IF EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = {tag}) THEN
+                IF EXISTS (SELECT 1 FROM pg_stat_activity
+                           WHERE application_name = {tag} AND {condition}) THEN
                   RETURN;
                 END IF;
                 PERFORM pg_sleep(0.01);
               END LOOP;
-              RAISE EXCEPTION 'the app never connected';
+              RAISE EXCEPTION {never};
             END $$;
             """
-        ).format(tag=sql.Literal(self.tag))
+        ).format(tag=sql.Literal(self.tag), condition=sql.SQL(condition), never=sql.Literal(never))
+        await connection.execute(probe)
+
+    async def terminate_all(self) -> int:
+        """Close every connection of the app, as a server restart does, once it has one
+        (after an earlier kill, its pool and its LISTEN connection reconnect in 0.1 s)."""
         async with await self.connect() as connection:
-            await connection.execute(probe)
+            await self.wait_on_server(connection, "true", "the app never connected")
             cursor = await connection.execute(
                 "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE application_name = %s) AS killed",
@@ -84,24 +92,11 @@ class Server:
         return killed
 
     async def wait_for_lock_wait(self) -> int:
-        """The pid of the app's connection once it waits for a lock (the server loops,
-        checking every 10 ms, for up to 30 s)."""
-        probe = sql.SQL(
-            """
-            DO $$ BEGIN
-              FOR i IN 1..3000 LOOP
-                IF EXISTS (SELECT 1 FROM pg_stat_activity
-                           WHERE application_name = {tag} AND wait_event_type = 'Lock') THEN
-                  RETURN;
-                END IF;
-                PERFORM pg_sleep(0.01);
-              END LOOP;
-              RAISE EXCEPTION 'the app never waited for a lock';
-            END $$;
-            """
-        ).format(tag=sql.Literal(self.tag))
+        """The pid of the app's connection once it waits for a lock."""
         async with await self.connect() as connection:
-            await connection.execute(probe)
+            await self.wait_on_server(
+                connection, "wait_event_type = 'Lock'", "the app never waited for a lock"
+            )
             cursor = await connection.execute(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
                 " AND wait_event_type = 'Lock'",
@@ -513,7 +508,7 @@ async def test_a_transaction_aborted_by_the_server_is_retried_even_without_retry
         return "done"
 
     pool = _OnePool()
-    assert await with_retries(pool, work, retry=False, name="test") == "done"  # type: ignore[arg-type]
+    assert await with_retries(pool, work, retry=False, name="test") == "done"
     assert len(calls) == 3 and pool.checks == 0
 
 
@@ -524,4 +519,4 @@ async def test_a_transaction_aborted_again_and_again_is_a_store_error() -> None:
         raise psycopg.errors.DeadlockDetected("deadlock detected")
 
     with pytest.raises(StoreError, match="deadlock detected"):
-        await with_retries(_OnePool(), work, retry=True, name="test")  # type: ignore[arg-type]
+        await with_retries(_OnePool(), work, retry=True, name="test")
