@@ -89,29 +89,48 @@ def sqlite_commit_rate(
 
 
 def sqlite_checkpoint_rate(
-    path: str, synchronous: str, seconds: float, max_rows: int
+    path: str,
+    synchronous: str,
+    seconds: float,
+    max_rows: int,
+    rows_per_commit: int = 1,
+    steps_per_workflow: int | None = None,
 ) -> dict[str, Any]:
     """Checkpoints per second written with durably's own statement and schema, by the
-    bare driver: the fenced upsert of the operation, in autocommit mode (what the
-    engine's SQLite writer commits for a step of a sequential workflow). The gap
+    bare driver: the fenced upsert of the operation.
+
+    By default one workflow's checkpoints, one per commit, in autocommit mode: what
+    the engine's SQLite writer commits for the steps of a sequential workflow. The gap
     between this and the raw single-row rate is the cost of durably's schema; the gap
-    between this and durably's step rate is the cost of the engine in Python."""
+    between this and durably's step rate is the cost of the engine in Python.
+
+    ``rows_per_commit`` > 1 with ``steps_per_workflow``: that many workflows at a time,
+    each of ``steps_per_workflow`` checkpoints, their starts staggered, and one
+    checkpoint of each per transaction, one statement each; a workflow that has written
+    its last is replaced by a new one. That is what the writer commits in one batch for
+    that many concurrent workflows (group commit): the most steps per second durably's
+    schema allows them before any engine code runs.
+    """
     from pathlib import Path
 
     from durably.store._rows import OPERATION_PARAMS
     from durably.store.sqlite._connect import connect_and_migrate
     from durably.store.sqlite.store import _RECORD_OPERATION
 
+    steps = steps_per_workflow or max_rows + WARM_UP_COMMITS
     # The connection the store's writer opens: same schema, same pragmas.
     connection = connect_and_migrate(Path(path), synchronous)
     try:
-        connection.execute(
+        # Every workflow the run can reach, inserted before the clock starts: what is
+        # timed is the checkpoints alone.
+        count = rows_per_commit + (max_rows + WARM_UP_COMMITS * rows_per_commit) // steps + 1
+        connection.executemany(
             "INSERT INTO workflows (workflow_id, workflow_name, status, version, serializer,"
             " owner, fence, created_at, updated_at) VALUES"
-            " ('workflow-1', 'bench', 'RUNNING', '', 'json', 'bench', 1, 0, 0)"
+            " (?, 'bench', 'RUNNING', '', 'json', 'bench', 1, 0, 0)",
+            [(f"wf-{number}",) for number in range(count)],
         )
         step = {
-            "workflow_id": "workflow-1",
             "owner": "bench",
             "fence": 1,
             "kind": "STEP",
@@ -123,22 +142,40 @@ def sqlite_checkpoint_rate(
         }
         # Bound by position, as the store binds a completed step: the values in
         # OPERATION_PARAMS order but the last (error and wake_at, None, written as NULL
-        # literals), the three that change per commit set by index.
+        # literals), the four that change per checkpoint set by index.
         statement = _RECORD_OPERATION.short
         values = [step.get(name) for name in OPERATION_PARAMS[: -_RECORD_OPERATION.count]]
-        at_seq, at_start, at_finish = (
-            OPERATION_PARAMS.index(name) for name in ("seq", "started_at", "finished_at")
+        at_workflow, at_seq, at_start, at_finish = (
+            OPERATION_PARAMS.index(name)
+            for name in ("workflow_id", "seq", "started_at", "finished_at")
         )
-        seq = 0
+        # Each slot: [its workflow's number, its next seq]; staggered starts.
+        slots = [[number, number % steps] for number in range(rows_per_commit)]
+        next_workflow = rows_per_commit
+        clock = 0
 
-        def commit_one() -> None:
-            nonlocal seq
-            values[at_seq], values[at_start], values[at_finish] = seq, seq, seq + 1
+        def write(slot: list[int]) -> None:
+            nonlocal next_workflow, clock
+            values[at_workflow] = f"wf-{slot[0]}"
+            values[at_seq], values[at_start], values[at_finish] = slot[1], clock, clock + 1
             if connection.execute(statement, values).rowcount != 1:
                 raise AssertionError("the fenced upsert wrote nothing")
-            seq += 1
+            clock += 1
+            slot[1] += 1
+            if slot[1] == steps:
+                slot[0], slot[1] = next_workflow, 0
+                next_workflow += 1
 
-        return commit_rate(commit_one, 1, seconds, max_rows)
+        def commit_one() -> None:
+            if rows_per_commit == 1:
+                write(slots[0])  # autocommit
+                return
+            connection.execute("BEGIN IMMEDIATE")
+            for slot in slots:
+                write(slot)
+            connection.execute("COMMIT")
+
+        return commit_rate(commit_one, rows_per_commit, seconds, max_rows)
     finally:
         connection.close()
 

@@ -119,11 +119,20 @@ def verdicts(rows: Sequence[Row]) -> list[Verdict]:
             1.0,
         )
         if verdict.met is False and alone is not None and alone.reference_ratio is not None:
-            # No store can make the engine faster than it is storing nothing.
+            # No store can make the engine faster than it is storing nothing, nor
+            # faster than its own statements run with no engine.
+            statements = _row(rows, f"concurrent/checkpoint-100/{backend}")
             verdict = Verdict(
                 verdict.target,
                 f"{verdict.measured} (the engine alone, storing nothing: "
-                f"{ratio(alone.reference_ratio)} of the fastest raw rate)",
+                f"{ratio(alone.reference_ratio)} of the fastest raw rate"
+                + (
+                    ""
+                    if statements is None or statements.reference_ratio is None
+                    else f"; the store's checkpoint statements alone, 100 per commit: "
+                    f"{ratio(statements.reference_ratio)}"
+                )
+                + ")",
                 False,
             )
         found.append(verdict)

@@ -254,9 +254,17 @@ class Bench:
                 )
         return float(result["rows_per_second"])
 
-    def checkpoint_commit_rate(self, backend: Backend) -> float:
+    def checkpoint_commit_rate(
+        self,
+        backend: Backend,
+        *,
+        rows_per_commit: int = 1,
+        steps_per_workflow: int | None = None,
+        max_rows: int = 20_000,
+    ) -> float:
         """Checkpoints per second with durably's own statement, schema and pragmas on
-        the bare driver, one per commit (SQLite backends; see
+        the bare driver: one workflow's, one per commit, or ``rows_per_commit`` workflows'
+        of ``steps_per_workflow`` steps, one of each per commit (SQLite backends; see
         :func:`bench.raw.sqlite_checkpoint_rate`)."""
         with self.location(backend) as where:
             result = self.durably(
@@ -265,7 +273,9 @@ class Bench:
                 path=where["path"],
                 synchronous=backend.synchronous,
                 seconds=self._reference_seconds,
-                max_rows=20_000,
+                max_rows=max_rows,
+                rows_per_commit=rows_per_commit,
+                steps_per_workflow=steps_per_workflow,
             )
         return float(result["rows_per_second"])
 

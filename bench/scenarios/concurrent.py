@@ -8,7 +8,11 @@ the raw single-row commit rate of the same durability level.
 
 The same 100 clients also run on durably's ``MemoryStore``, which stores nothing: the
 engine alone (Python and asyncio: starting, stepping, encoding, waiting for results),
-the most steps per second any store could give this process.
+the most steps per second any store could give this process. On SQLite, the bare
+driver also runs durably's checkpoint statement for 100 workflows of 10 steps at a
+time, one checkpoint of each per commit, with no engine: the most steps per second
+durably's schema allows 100 concurrent workflows. The engine and the statements share
+one thread, so durably's rate is below both.
 """
 
 from __future__ import annotations
@@ -84,6 +88,13 @@ def run(bench: Bench) -> list[Row]:
         _add(samples, f"durably/100/{ENGINE_ALONE}", result, workflows)
         for backend in bench.backends:
             samples.add(f"raw/{backend.key}", bench.raw_commit_rate(backend))
+            if backend.kind == "sqlite":
+                samples.add(
+                    f"checkpoint-100/{backend.key}",
+                    bench.checkpoint_commit_rate(
+                        backend, rows_per_commit=100, steps_per_workflow=STEPS, max_rows=100_000
+                    ),
+                )
             for concurrency in (1, 100):
                 bench.progress(f"{NAME} {backend.label} x{concurrency} repetition {repetition + 1}")
                 with bench.location(backend) as where:
@@ -119,6 +130,22 @@ def run(bench: Bench) -> list[Row]:
     rows = [_engine_alone(bench, samples, workflows)]
     for backend in bench.backends:
         raw = samples.summary(f"raw/{backend.key}")
+        if backend.kind == "sqlite":
+            rows.append(
+                Row(
+                    scenario=TITLE,
+                    backend=backend.label,
+                    metric="durably's checkpoint statement by the bare driver, 100 workflows of "
+                    f"{STEPS} steps at a time, one checkpoint of each per commit: the store's "
+                    "SQL alone, no engine",
+                    unit="checkpoints/s",
+                    higher_is_better=True,
+                    durably=samples.summary(f"checkpoint-100/{backend.key}"),
+                    reference=raw,
+                    reference_label=f"{backend.raw_label}, 1 row/commit",
+                    key=f"concurrent/checkpoint-100/{backend.key}",
+                )
+            )
         for concurrency in (1, 100):
             own, other = f"durably/{concurrency}/{backend.key}", f"dbos/{concurrency}/{backend.key}"
             note = notes.get(f"dbos-wf/{concurrency}/{backend.key}", "")
