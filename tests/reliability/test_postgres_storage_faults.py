@@ -59,11 +59,16 @@ class Server:
     ) -> None:
         """Return once one of the app's connections matches ``condition`` (SQL on
         ``pg_stat_activity``); the server loops, checking every 10 ms, for up to 30 s,
-        then fails with ``never``."""
+        then fails with ``never``.
+
+        Each check first drops the transaction's snapshot of ``pg_stat_activity``: the
+        loop is one transaction, which would otherwise see only the connections that
+        existed when it began (a reconnection after a kill, never)."""
         probe = sql.SQL(
             """
             DO $$ BEGIN
               FOR i IN 1..3000 LOOP
+                PERFORM pg_stat_clear_snapshot();
                 IF EXISTS (SELECT 1 FROM pg_stat_activity
                            WHERE application_name = {tag} AND {condition}) THEN
                   RETURN;
