@@ -16,6 +16,11 @@ one more step, with interpreter start-up, imports and warm-up cancelled out::
     python -m bench.instructions                      # every workload below
     python -m bench.instructions --only concurrent-sqlite
 
+Read together, the concurrent workloads split a step of 100 concurrent workflows on
+SQLite: ``concurrent-memory`` is the engine, ``checkpoints-sqlite`` the SQL, and
+what ``concurrent-sqlite`` costs beyond both is the SQLite store's own Python and
+the wait for each batch's commit (the task suspended and woken again).
+
 Instructions are not time: a cache miss or an fsync costs no instruction. Use this
 to compare two versions of the code on one machine, and ``python -m bench`` for
 rates.
@@ -46,6 +51,12 @@ workload = json.loads(sys.argv[2])
 if workload["scenario"] == "sequential":
     from bench.scenarios.sequential import durably_run
     asyncio.run(durably_run(workload["where"], workload["size"]))
+elif workload["scenario"] == "checkpoints":
+    from bench.raw import sqlite_checkpoint_rate
+    where = workload["where"]
+    sqlite_checkpoint_rate(
+        where["path"], where["synchronous"], 3600.0, workload["size"],
+        rows_per_commit=workload["concurrency"], steps_per_workflow=workload["steps"])
 else:
     from bench.scenarios.concurrent import durably_run
     asyncio.run(durably_run(
@@ -67,8 +78,8 @@ class Workload:
     steps: int = 10
 
     def steps_at(self, size: int) -> int:
-        """The steps a run of ``size`` takes."""
-        return size if self.scenario == "sequential" else size * self.steps
+        """The steps (checkpoints, for ``checkpoints``) a run of ``size`` takes."""
+        return size if self.scenario in ("sequential", "checkpoints") else size * self.steps
 
 
 WORKLOADS = (
@@ -76,6 +87,11 @@ WORKLOADS = (
     Workload("sequential-sqlite", "sequential", "sqlite", (500, 1500)),
     Workload("concurrent-memory", "concurrent", "memory", (200, 600)),
     Workload("concurrent-sqlite", "concurrent", "sqlite", (200, 600)),
+    # The SQL of concurrent-sqlite's steps with no engine: durably's checkpoint
+    # statement by the bare driver, 100 workflows of 10 steps at a time, one checkpoint
+    # of each per commit (sizes in checkpoints; the workflow rows it inserts first,
+    # one per 10 checkpoints, are counted too, as concurrent-sqlite inserts them).
+    Workload("checkpoints-sqlite", "checkpoints", "sqlite", (2000, 6000)),
 )
 
 

@@ -39,3 +39,14 @@ def test_a_failing_run_says_why(tmp_path: Path) -> None:
     broken = Workload("broken", "concurrent", "no-such-store", (1, 2))
     with pytest.raises(RuntimeError, match=r"broken at size 1 failed[\s\S]*no-such-store"):
         count_instructions(broken, 1, tmp_path)
+
+
+def test_the_checkpoint_statements_alone_are_counted_per_checkpoint(tmp_path: Path) -> None:
+    """The SQL of a concurrent step with no engine (durably's checkpoint statement by
+    the bare driver, 10 workflows at a time here): more checkpoints execute more
+    instructions, a SQLite statement's worth each."""
+    workload = Workload("checkpoints", "checkpoints", "sqlite", (200, 600), concurrency=10)
+    small = count_instructions(workload, 200, tmp_path)
+    large = count_instructions(workload, 600, tmp_path)
+    assert large > small
+    assert 1_000 < (large - small) / 400 < 1_000_000
