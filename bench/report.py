@@ -121,20 +121,17 @@ def verdicts(rows: Sequence[Row]) -> list[Verdict]:
         if verdict.met is False and alone is not None and alone.reference_ratio is not None:
             # No store can make the engine faster than it is storing nothing, nor
             # faster than its own statements run with no engine.
+            ceilings = (
+                f"the engine alone, storing nothing: {ratio(alone.reference_ratio)} of the "
+                f"fastest raw rate"
+            )
             statements = _row(rows, f"concurrent/checkpoint-100/{backend}")
-            verdict = Verdict(
-                verdict.target,
-                f"{verdict.measured} (the engine alone, storing nothing: "
-                f"{ratio(alone.reference_ratio)} of the fastest raw rate"
-                + (
-                    ""
-                    if statements is None or statements.reference_ratio is None
-                    else f"; the store's checkpoint statements alone, 100 per commit: "
+            if statements is not None and statements.reference_ratio is not None:
+                ceilings += (
+                    f"; the store's checkpoint statements alone, 100 per commit: "
                     f"{ratio(statements.reference_ratio)}"
                 )
-                + ")",
-                False,
-            )
+            verdict = Verdict(verdict.target, f"{verdict.measured} ({ceilings})", False)
         found.append(verdict)
     for backend, label in (("sqlite-full", "SQLite FULL"), ("postgres", "PostgreSQL")):
         found.append(

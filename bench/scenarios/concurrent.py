@@ -92,7 +92,10 @@ def run(bench: Bench) -> list[Row]:
                 samples.add(
                     f"checkpoint-100/{backend.key}",
                     bench.checkpoint_commit_rate(
-                        backend, rows_per_commit=100, steps_per_workflow=STEPS, max_rows=100_000
+                        backend,
+                        rows_per_commit=100,
+                        steps_per_workflow=STEPS,
+                        max_rows=bench.size(100_000, 20_000),
                     ),
                 )
             for concurrency in (1, 100):
