@@ -212,6 +212,30 @@ def impatient_writer(path: Path, pauses: list[float]) -> SqliteWriter:
     )
 
 
+def held_writer(
+    path: Path, **options: int
+) -> tuple[SqliteWriter, sqlite3.Connection, threading.Event]:
+    """A writer (not started) with a zero busy timeout, and the connection that will
+    hold its database: once the holder's ``BEGIN IMMEDIATE`` makes a write fail, the
+    writer thread's pause waits for the event (set by the test once the event loop has
+    run meanwhile), then releases the holder, and the retry succeeds."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    loop_ran = threading.Event()
+
+    def release_when_the_loop_has_run(seconds: float) -> None:
+        assert loop_ran.wait(timeout=30), "the event loop was blocked by the locked write"
+        holder.execute("ROLLBACK")
+
+    writer = SqliteWriter(
+        lambda: connect_and_migrate(path, "NORMAL"),
+        name=str(path),
+        busy_timeout_ms=0,
+        pause=release_when_the_loop_has_run,
+        **options,
+    )
+    return writer, holder, loop_ran
+
+
 async def test_a_locked_database_is_retried_until_it_is_free(tmp_path: Path) -> None:
     """SQLITE_BUSY past the busy timeout is retried after a pause, and then succeeds."""
     path, pauses = tmp_path / "locked.db", list[float]()
@@ -273,21 +297,8 @@ async def test_a_locked_database_never_blocks_the_event_loop(
     """While another connection holds the lock, the write waits on the writer thread
     and the loop keeps running other tasks; the write commits once the lock is free
     (a one-statement write too, which alone would run in autocommit on the loop)."""
-    path = tmp_path / "locked.db"
-    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    loop_ran = threading.Event()
+    writer, holder, loop_ran = held_writer(tmp_path / "locked.db")
     threads: list[int] = []
-
-    def release_when_the_loop_has_run(seconds: float) -> None:
-        assert loop_ran.wait(timeout=30), "the event loop was blocked by the locked write"
-        holder.execute("ROLLBACK")
-
-    writer = SqliteWriter(
-        lambda: connect_and_migrate(path, "NORMAL"),
-        name=str(path),
-        busy_timeout_ms=0,
-        pause=release_when_the_loop_has_run,
-    )
     await writer.start()
     try:
         holder.execute("BEGIN IMMEDIATE")
@@ -391,3 +402,92 @@ async def test_a_caller_writing_in_a_tight_loop_still_lets_the_loop_run(
     assert 1 <= ran_after[0] <= limit + 1
     assert [ran_after[1] - ran_after[0], ran_after[2] - ran_after[1]] == [limit + 1] * 2
     assert len((await idle_store.load_history(fence.workflow_id)).operations) == written
+
+
+# -- how a caller waits for its batch --------------------------------------------------
+
+
+async def test_a_batched_write_waits_for_its_commit_without_a_future(
+    store: SqliteStore,
+) -> None:
+    """A caller whose write joins a batch yields to the loop once; the batch's commit
+    runs before it resumes, and it returns the write's value without a future."""
+    writer = store.writer
+    results = [asyncio.ensure_future(writer.submit(lambda c, n=n: n)) for n in range(3)]
+    await queued(3, writer)  # each caller has submitted and yielded once
+    writes = list(writer._pending)
+    assert not any(result.done() for result in results)
+    await asyncio.sleep(0)  # one turn: the flush, then the three callers, which return
+    assert [result.result() for result in results] == [0, 1, 2]
+    assert [write.future for write in writes] == [None] * 3
+
+
+async def test_a_batch_found_locked_is_committed_by_the_thread_for_its_callers(
+    tmp_path: Path,
+) -> None:
+    """Writes batched on the loop whose database another connection holds: the batch
+    goes to the writer thread, each caller waits for its own outcome there (a value, or
+    its own error), and the loop keeps running meanwhile."""
+    writer, holder, loop_ran = held_writer(tmp_path / "locked.db", max_writes_without_yield=0)
+    await writer.start()
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+
+        def fails(connection: sqlite3.Connection) -> int:
+            raise ValueError("this write only")
+
+        writes = [
+            asyncio.ensure_future(writer.submit(lambda c: threading.get_ident())),
+            asyncio.ensure_future(writer.submit(fails)),
+            asyncio.ensure_future(writer.submit(lambda c: c.execute("SELECT 7").fetchone()[0])),
+        ]
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not any(write.done() for write in writes)
+        loop_ran.set()
+        done = await asyncio.gather(*writes, return_exceptions=True)
+        assert done[0] != threading.get_ident()  # committed by the writer thread
+        assert isinstance(done[1], ValueError) and str(done[1]) == "this write only"
+        assert done[2] == 7
+    finally:
+        holder.close()
+        await writer.stop()
+
+
+async def test_callers_on_two_event_loops_each_get_their_own_outcome(
+    store: SqliteStore,
+) -> None:
+    """A writer shared by two event loops (two threads): a batch flushed on one loop
+    may hold the other's writes, whose callers then wait on a future; every caller
+    gets its own value and every write commits once."""
+    writer = store.writer
+    fences = [await claimed(store, f"w-{index:03}") for index in range(80)]
+    ours, theirs = fences[:40], fences[40:]
+    before = counters(writer)
+
+    async def write_all(batch: list[Fence]) -> list[None]:
+        return await asyncio.gather(
+            *(store.record_operation(fence, operation(fence.workflow_id)) for fence in batch)
+        )
+
+    other = threading.Thread(target=lambda: asyncio.run(write_all(theirs)))
+    other.start()
+    await write_all(ours)
+    await asyncio.to_thread(other.join)
+    assert counters(writer)[1] - before[1] == 80
+    for fence in fences:
+        assert list((await store.load_history(fence.workflow_id)).operations) == [0]
+
+
+async def test_a_cancelled_caller_does_not_withdraw_its_batched_write(
+    store: SqliteStore,
+) -> None:
+    """Cancelled after it submitted, the caller gets CancelledError; its write, already
+    in the batch, still commits."""
+    fence = await claimed(store)
+    write = asyncio.ensure_future(store.record_operation(fence, operation(fence.workflow_id)))
+    await queued(1, store.writer)
+    write.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    assert 0 in (await store.load_history(fence.workflow_id)).operations
