@@ -14,8 +14,9 @@ scheduled, and the batch's commit was scheduled before the caller yielded, so wh
 caller runs again its write's outcome is there to take. A future is made only for a
 write that the loop did not commit (the database was locked and the writer thread
 took the batch, or another event loop's flush holds it). A future per write, its
-resolution and the task's wake-up by it cost about 4,500 of the 214,000 CPU
-instructions of a step of 100 concurrent workflows (``python -m bench.instructions``).
+resolution and the task's wake-up by it cost 3,400 to 5,300 of the 214,000 CPU
+instructions of a step of 100 concurrent workflows (two counts each way, ``python -m
+bench.instructions --only concurrent-sqlite``); in wall time, within this VM's noise.
 
 When writes come one at a time (the last batch held one, and none is waiting), a
 write is committed at once, in its caller's step: waiting for the next loop
