@@ -8,8 +8,8 @@ fsync for all of it, and only then does each caller go on: every write still wai
 for its own durability, yet a thousand concurrent steps cost a handful of commits
 instead of a thousand.
 
-A caller of a batched write waits without a future: it yields to the loop once, as
-``asyncio.sleep(0)`` does. The loop runs its callbacks in the order they were
+A caller of a batched write waits without a future: it yields to the loop once, with
+``asyncio.sleep(0)``. The loop runs its callbacks in the order they were
 scheduled, and the batch's commit was scheduled before the caller yielded, so when the
 caller runs again its write's outcome is there to take. A future is made only for a
 write that the loop did not commit (the database was locked and the writer thread
@@ -49,8 +49,7 @@ import queue
 import sqlite3
 import threading
 import time
-import types
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -267,7 +266,7 @@ class SqliteWriter:
             if not self._flush_scheduled:
                 self._flush_scheduled = True
                 loop.call_soon(self._flush)
-            await _next_iteration()  # the flush, scheduled before, runs first
+            await asyncio.sleep(0)  # the flush, scheduled before, runs first
         try:
             outcome = write.outcome
             if outcome is None:
@@ -552,13 +551,6 @@ def _internal_error(error: Exception) -> StoreError:
 #: Guards a write's ``outcome`` and ``future`` where its caller's thread and the thread
 #: that commits it may meet: whichever comes second sees what the first did.
 _DELIVERY = threading.Lock()
-
-
-@types.coroutine
-def _next_iteration() -> Generator[None, None, None]:
-    """Yield to the event loop once (what ``asyncio.sleep(0)`` does, without its call):
-    the task runs again after every callback scheduled before it."""
-    yield
 
 
 async def _outcome_of(write: _Write) -> _Outcome:
