@@ -117,7 +117,6 @@ async def call_step_function(
     fn: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    *,
     step: StepKey,
     clock: Clock,
     timeout: int | None,
