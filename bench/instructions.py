@@ -4,9 +4,12 @@ Wall-clock rates on a shared virtual machine move by 2x from one hour to the nex
 raw single-row commit rate of one VM ran anywhere between 17,000 and 35,000 per second
 in one day), so a change of a few percent cannot be seen in them. The number of
 instructions a step executes can: callgrind counts them, and two counts of the same
-code agree to within 1% (to 0.02% on ``MemoryStore``; on SQLite, two counts of one
-commit differed by up to 0.7%). That is how every optimisation of the hot path was
-judged.
+code agree to within 0.02% on ``MemoryStore`` and within 1% for sequential steps on
+SQLite. That is how every optimisation of the hot path was judged. The count of
+``concurrent-sqlite`` moves more: five counts of one commit ranged from 207,900 to
+225,500 instructions per step on one day (how many writes share a commit is not the
+same from run to run), so count it several times, or count the part you changed
+alone, before reading a change of a few percent in it.
 
 Each workload runs twice in a fresh interpreter under ``valgrind --tool=callgrind``,
 at a small and a large size, on a database in ``/dev/shm`` (no disk noise); the
