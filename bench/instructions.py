@@ -9,7 +9,8 @@ SQLite. That is how every optimisation of the hot path was judged. The count of
 ``concurrent-sqlite`` moves more: five counts of one commit ranged from 207,900 to
 225,500 instructions per step on one day (how many writes share a commit is not the
 same from run to run), so count it several times, or count the part you changed
-alone, before reading a change of a few percent in it.
+alone (``writer-sqlite`` for the SQLite writer), before reading a change of a few
+percent in it.
 
 Each workload runs twice in a fresh interpreter under ``valgrind --tool=callgrind``,
 at a small and a large size, on a database in ``/dev/shm`` (no disk noise); the
@@ -54,6 +55,11 @@ workload = json.loads(sys.argv[2])
 if workload["scenario"] == "sequential":
     from bench.scenarios.sequential import durably_run
     asyncio.run(durably_run(workload["where"], workload["size"]))
+elif workload["scenario"] == "writer":
+    from bench.instructions import concurrent_writes
+    where = workload["where"]
+    asyncio.run(concurrent_writes(
+        where["path"], where["synchronous"], workload["size"], workload["concurrency"]))
 elif workload["scenario"] == "checkpoints":
     from bench.raw import sqlite_checkpoint_rate
     where = workload["where"]
@@ -81,7 +87,10 @@ class Workload:
     steps: int = 10
 
     def steps_at(self, size: int) -> int:
-        """The steps (checkpoints, for ``checkpoints``) a run of ``size`` takes."""
+        """The steps (checkpoints, for ``checkpoints``; writes, for ``writer``) a run of
+        ``size`` takes."""
+        if self.scenario == "writer":
+            return size * self.concurrency
         return size if self.scenario in ("sequential", "checkpoints") else size * self.steps
 
 
@@ -95,7 +104,45 @@ WORKLOADS = (
     # of each per commit (sizes in checkpoints; the workflow rows it inserts first,
     # one per 10 checkpoints, are counted too, as concurrent-sqlite inserts them).
     Workload("checkpoints-sqlite", "checkpoints", "sqlite", (2000, 6000)),
+    # The SQLite writer alone: rounds of 100 concurrent one-statement writes (sizes in
+    # rounds), each caller waiting for its batch's commit. No engine and no timers, so
+    # two counts agree where concurrent-sqlite's do not: judge the writer's changes here.
+    Workload("writer-sqlite", "writer", "sqlite", (20, 60)),
 )
+
+
+async def concurrent_writes(path: str, synchronous: str, rounds: int, writers: int) -> None:
+    """``rounds`` times, ``writers`` tasks each submit one single-row INSERT to a
+    :class:`~durably.store.sqlite._writer.SqliteWriter` on a durably database and wait
+    for its commit (the writer batches them)."""
+    import asyncio
+    import sqlite3
+
+    from durably.store.sqlite._connect import connect_and_migrate
+    from durably.store.sqlite._writer import SqliteWriter
+
+    def connect() -> sqlite3.Connection:
+        connection = connect_and_migrate(Path(path), synchronous)
+        connection.execute("CREATE TABLE IF NOT EXISTS writes (k INTEGER PRIMARY KEY)")
+        return connection
+
+    writer = SqliteWriter(connect, name=path)
+    await writer.start()
+    try:
+        for round_ in range(rounds):
+            await asyncio.gather(
+                *(
+                    writer.submit(
+                        lambda c, k=round_ * writers + n: (
+                            c.execute("INSERT INTO writes (k) VALUES (?)", (k,)).rowcount
+                        ),
+                        one_statement=True,
+                    )
+                    for n in range(writers)
+                )
+            )
+    finally:
+        await writer.stop()
 
 
 def count_instructions(workload: Workload, size: int, directory: Path) -> int:

@@ -50,3 +50,13 @@ def test_the_checkpoint_statements_alone_are_counted_per_checkpoint(tmp_path: Pa
     large = count_instructions(workload, 600, tmp_path)
     assert large > small
     assert 1_000 < (large - small) / 400 < 1_000_000
+
+
+def test_the_writer_alone_is_counted_per_write(tmp_path: Path) -> None:
+    """The SQLite writer with no engine (concurrent one-statement writes, 10 at a time
+    here): more rounds execute more instructions, a write's worth each."""
+    workload = Workload("writer", "writer", "sqlite", (4, 12), concurrency=10)
+    small = count_instructions(workload, 4, tmp_path)
+    large = count_instructions(workload, 12, tmp_path)
+    assert large > small
+    assert 1_000 < (large - small) / 80 < 1_000_000
