@@ -73,6 +73,29 @@ def _check(
     return Verdict(target, ratio(measured), measured >= threshold)
 
 
+def _micros(summary: Summary | None) -> float | None:
+    """The time of one unit of a rate's median, in microseconds."""
+    if summary is None or summary.median <= 0:
+        return None
+    return 1e6 / summary.median
+
+
+def _step_budget(stored: Row, alone: Row, statements: Row) -> str:
+    """Where a concurrent step's time goes, from medians of the same run: what the
+    engine alone and the checkpoint statements alone take, and what is left to the rest
+    (the store's Python, each task's wait for its batch, the workflows' own rows)."""
+    step, raw = _micros(stored.durably), _micros(stored.reference)
+    engine, sql = _micros(alone.durably), _micros(statements.durably)
+    if step is None or raw is None or engine is None or sql is None:
+        return ""
+    return (
+        f"Per step: durably {number(step)} µs against the raw commit's {number(raw)} µs; "
+        f"the engine alone takes {number(engine)} µs and the checkpoint statements alone "
+        f"{number(sql)} µs, which leaves {number(step - engine - sql)} µs to the rest "
+        f"(the store's Python, the wait for each batch's commit, the workflow rows)"
+    )
+
+
 def verdicts(rows: Sequence[Row]) -> list[Verdict]:
     """The issue's targets (ratios measured in the same run); never asserted in tests."""
 
@@ -131,6 +154,9 @@ def verdicts(rows: Sequence[Row]) -> list[Verdict]:
                     f"; the store's checkpoint statements alone, 100 per commit: "
                     f"{ratio(statements.reference_ratio)}"
                 )
+                stored = _row(rows, f"concurrent/steps-100/{backend}")
+                if stored is not None:
+                    ceilings += f". {_step_budget(stored, alone, statements)}"
             verdict = Verdict(verdict.target, f"{verdict.measured} ({ceilings})", False)
         found.append(verdict)
     for backend, label in (("sqlite-full", "SQLite FULL"), ("postgres", "PostgreSQL")):
