@@ -83,7 +83,8 @@ def _micros(summary: Summary | None) -> float | None:
 def _step_budget(stored: Row, alone: Row, statements: Row) -> str:
     """Where a concurrent step's time goes, from medians of the same run: what the
     engine alone and the checkpoint statements alone take, and what is left to the rest
-    (the store's Python, each task's wait for its batch, the workflows' own rows)."""
+    (the store's Python, each task's wait for its batch, the workflows' own rows); empty
+    when a median is missing."""
     step, raw = _micros(stored.durably), _micros(stored.reference)
     engine, sql = _micros(alone.durably), _micros(statements.durably)
     if step is None or raw is None or engine is None or sql is None:
@@ -155,8 +156,9 @@ def verdicts(rows: Sequence[Row]) -> list[Verdict]:
                     f"{ratio(statements.reference_ratio)}"
                 )
                 stored = _row(rows, f"concurrent/steps-100/{backend}")
-                if stored is not None:
-                    ceilings += f". {_step_budget(stored, alone, statements)}"
+                budget = None if stored is None else _step_budget(stored, alone, statements)
+                if budget:
+                    ceilings += f". {budget}"
             verdict = Verdict(verdict.target, f"{verdict.measured} ({ceilings})", False)
         found.append(verdict)
     for backend, label in (("sqlite-full", "SQLite FULL"), ("postgres", "PostgreSQL")):

@@ -118,6 +118,14 @@ def test_a_missed_concurrency_target_says_what_the_engine_alone_reaches() -> Non
         "store's Python, the wait for each batch's commit, the workflow rows))"
     )
 
+    stalled = _steps_row("sqlite-normal", 0, 50_000)  # no step: no time per step
+    normal = next(
+        v
+        for v in report.verdicts([stalled, missed[1], statements])
+        if "SQLite NORMAL: steps/s" in v.target
+    )
+    assert normal.measured.endswith("100 per commit: 2.00x)"), normal.measured
+
     met = [_steps_row("sqlite-normal", 60_000, 50_000), missed[1]]
     normal = next(v for v in report.verdicts(met) if "SQLite NORMAL: steps/s" in v.target)
     assert normal.met is True
