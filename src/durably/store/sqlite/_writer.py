@@ -514,9 +514,7 @@ class SqliteWriter:
         try:
             return _Outcome(write.work(connection))
         except Exception as error:
-            if isinstance(error, sqlite3.Error) and (
-                is_busy(error) or not connection.in_transaction
-            ):
+            if _concerns_transaction(connection, error):
                 raise
             return _Outcome(error=error)
 
@@ -527,11 +525,7 @@ class SqliteWriter:
         try:
             value = write.work(connection)
         except Exception as error:
-            if isinstance(error, sqlite3.Error) and (
-                is_busy(error) or not connection.in_transaction
-            ):
-                # The whole transaction is lost (SQLite rolled it back, or it must be
-                # retried): this concerns the batch, not one write.
+            if _concerns_transaction(connection, error):
                 raise
             connection.execute(f"ROLLBACK TO {_SAVEPOINT}")
             connection.execute(f"RELEASE {_SAVEPOINT}")
@@ -551,6 +545,13 @@ class SqliteWriter:
                 _deliver(item, _Outcome(error=closed))
             else:
                 _settle(item.loop, item.future, _Outcome())
+
+
+def _concerns_transaction(connection: sqlite3.Connection, error: Exception) -> bool:
+    """Whether a write's ``error`` lost the whole transaction (SQLite rolled it back, or
+    it must be retried because the database is locked): it concerns the batch, not
+    the one write that raised it."""
+    return isinstance(error, sqlite3.Error) and (is_busy(error) or not connection.in_transaction)
 
 
 def _internal_error(error: Exception) -> StoreError:
